@@ -1,0 +1,83 @@
+"""Config: every bad value fails at the door with a message naming the field; good YAML round-trips."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from vidpred import config
+
+
+def error_of(overrides, path=None) -> str:
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path, overrides)
+    return str(info.value)
+
+
+def test_defaults_are_valid_and_small():
+    cfg = config.load()
+    assert cfg.train.num_workers == 2 and cfg.train.zero_stage == 2
+    assert cfg.train.cpus_per_worker < 1  # whole-CPU workers deadlock Ray Data on 2 cores
+    assert cfg.data.uri is None
+
+
+@pytest.mark.parametrize("override, field, allowed", [
+    ("train.num_workers=0", "train.num_workers", "greater than or equal to 1"),
+    ("loss.w_kl=-0.5", "loss.w_kl", "greater than or equal to 0"),
+    ("loss.w_adv=.nan", "loss.w_adv", "finite"),
+    ("train.zero_stage=4", "train.zero_stage", "less than or equal to 3"),
+    ("train.precision=fp16", "train.precision", "'fp32' or 'bf16'"),
+    ("data.height=60", "data.height", "multiple of 8"),
+    ("data.width=100", "data.width", "multiple of 8"),
+    ("data.uri=/no/such/dir", "data.uri", "does not exist"),
+    ("train.cpus_per_worker=0", "train.cpus_per_worker", "greater than 0"),
+])
+def test_bad_value_names_field_and_allowed(override, field, allowed):
+    msg = error_of([override])
+    assert field in msg and allowed in msg
+
+
+def test_unknown_key_lists_allowed_keys():
+    msg = error_of(["train.stepz=3"])
+    assert "train.stepz: unknown key" in msg and "steps" in msg
+    assert "unknown key" in error_of(["nosuch.x=1"])
+
+
+def test_bad_override_syntax():
+    assert "section.key=value" in error_of(["train.steps"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    assert "does not exist" in error_of([], tmp_path / "nope.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    assert "mapping" in error_of([], bad)
+
+
+def test_yaml_round_trip_and_override_order(tmp_path):
+    cfg = config.load(overrides=["train.steps=7", "loss.w_adv=0.5", f"data.uri={tmp_path}"])
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    again = config.load(path)
+    assert again == cfg
+    assert config.load(path, ["train.steps=9"]).train.steps == 9
+    assert yaml.safe_load(cfg.to_yaml())["loss"]["w_adv"] == 0.5
+
+
+def test_cli_rejects_before_ray_starts(tmp_path):
+    """A bad value exits 2 with the field named, fast, and without importing Ray."""
+    code = ("import sys; from vidpred.cli import main; rc = main(['train', '--set', 'train.num_workers=0']);"
+            "print('RAY_IMPORTED' if 'ray' in sys.modules else 'NO_RAY'); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "train.num_workers" in proc.stderr
+    assert "NO_RAY" in proc.stdout
+
+
+def test_print_config(capsys):
+    from vidpred.cli import main
+
+    assert main(["train", "--print-config", "--set", "train.steps=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["steps"] == 3 and set(printed) == {"data", "model", "loss", "train"}

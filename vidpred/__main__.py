@@ -1,0 +1,3 @@
+from vidpred.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""The typed config tree: data, model, loss weights, train.
+
+Everything a run needs is here, validated at the door: a bad value raises
+:class:`ConfigError` naming the field and what is allowed, before Ray starts or
+any cluster resource is claimed. This module imports nothing else of vidpred.
+
+Sources, later wins: built-in defaults < ``--config FILE.yaml`` < ``--set section.key=value``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+def default_cache_dir() -> Path:
+    """Where the synthetic set and local runs live unless told otherwise."""
+    env = os.environ.get("VIDPRED_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "vidpred"
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def is_remote_uri(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+class DataConfig(_Section):
+    uri: str | None = Field(
+        None, description="BDD100K-layout tree: a local directory or s3://bucket/prefix. "
+        "None: a synthetic dashcam set generated (once) in cache_dir.")
+    cache_dir: str = Field(default_factory=lambda: str(default_cache_dir()))
+    synth_clips: int = Field(8, ge=1, le=100_000, description="train clips of the synthetic set (val gets a quarter, at least 1)")
+    synth_seconds: float = Field(4.0, gt=0, le=600)
+    synth_size: str = Field("320x180", pattern=r"^\d+x\d+$", description="WIDTHxHEIGHT of the synthetic videos")
+    fps: float = Field(10.0, gt=0, le=120, description="training frame rate; videos are resampled to it")
+    height: int = Field(64, ge=8, le=2160)
+    width: int = Field(64, ge=8, le=3840)
+    context: int = Field(4, ge=1, le=64, description="frames the model sees")
+    future: int = Field(4, ge=1, le=64, description="frames the model predicts")
+    stride: int = Field(4, ge=1, le=10_000, description="frames (at the training fps) between clip starts")
+    batch_size: int = Field(4, ge=1, le=4096, description="clips per worker per step")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_exists(cls, v: str | None) -> str | None:
+        if v is None or is_remote_uri(v):
+            return v
+        path = Path(v.removeprefix("file://")).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"local path {str(path)!r} does not exist or is not a directory; "
+                             "allowed: an existing directory, s3://bucket/prefix, or null for the synthetic set")
+        return str(path.resolve())
+
+    @property
+    def clip_frames(self) -> int:
+        return self.context + self.future
+
+
+class ModelConfig(_Section):
+    channels: int = Field(16, ge=4, le=1024, description="generator base channels")
+    z_channels: int = Field(8, ge=1, le=512, description="latent map channels")
+    levels: int = Field(3, ge=1, le=6, description="stride-2 stages; height and width must be multiples of 2**levels")
+    d_channels: int = Field(16, ge=4, le=1024, description="discriminator base channels")
+    gan_loss: Literal["lsgan", "hinge"] = "lsgan"
+
+    @property
+    def spatial_multiple(self) -> int:
+        return 2 ** self.levels
+
+
+class LossConfig(_Section):
+    w_rec: float = Field(allow_inf_nan=False, default=1.0, ge=0, description="L1 pixel loss weight")
+    w_kl: float = Field(allow_inf_nan=False, default=1e-3, ge=0, description="KL(posterior || learned prior) weight")
+    w_adv: float = Field(allow_inf_nan=False, default=1e-2, ge=0, description="adversarial (generator side) weight")
+    w_feat: float = Field(allow_inf_nan=False, default=1e-1, ge=0, description="discriminator feature-matching weight")
+
+
+class TrainConfig(_Section):
+    num_workers: int = Field(2, ge=1, le=4096, description="Ray Train workers")
+    cpus_per_worker: float = Field(
+        0.5, gt=0, le=512,
+        description="fractional on purpose: whole-CPU workers on a small box leave Ray Data nothing and hang")
+    gpus_per_worker: float = Field(1.0, ge=0, le=16, description="used only when use_gpu")
+    use_gpu: bool = False
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage for both engines")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp16 is not offered: it fails on CPU")
+    lr_g: float = Field(2e-4, gt=0, le=1)
+    lr_d: float = Field(2e-4, gt=0, le=1)
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    steps: int = Field(60, ge=1, le=100_000_000, description="optimizer steps per worker")
+    log_every: int = Field(5, ge=1)
+    checkpoint_every: int = Field(30, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, le=1000)
+    seed: int = Field(0, ge=0)
+    storage_path: str | None = Field(None, description="local dir or s3:// URI for runs; None: <cache_dir>/runs")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="run name; None: vidpred-<time>")
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        m = self.model.spatial_multiple
+        for name in ("height", "width"):
+            v = getattr(self.data, name)
+            if v % m:
+                raise ValueError(f"data.{name} = {v}: must be a multiple of {m} "
+                                 f"(2**model.levels with model.levels = {self.model.levels})")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    field = ".".join(str(p) for p in err["loc"]) or "config"
+    if err["type"] == "extra_forbidden":
+        return f"{field}: unknown key"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error" and "loc" in err and not err["loc"]:
+        return msg
+    shown = err.get("input")
+    return f"{field} = {shown!r}: {msg}" if not isinstance(shown, dict) else f"{field}: {msg}"
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        ann = model.model_fields[part].annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    """Build a Config from plain data; raise ConfigError listing every bad field."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            line = _describe(err)
+            if err["type"] == "extra_forbidden":
+                line += f"; allowed: {', '.join(_allowed_keys(err['loc']))}"
+            lines.append(line)
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def _set_dotted(raw: dict[str, Any], assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected section.key=value, e.g. train.steps=100")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def load(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults < YAML file < ``section.key=value`` overrides; validated."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"--config {str(p)!r}: file does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {str(p)!r}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"--config {str(p)!r}: top level must be a mapping of sections "
+                              f"({', '.join(Config.model_fields)})")
+        raw = loaded or {}
+    for assignment in overrides:
+        _set_dotted(raw, assignment)
+    return validate(raw)

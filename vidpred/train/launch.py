@@ -1,0 +1,110 @@
+"""The driver side of ``vidpred train``: data ready → Ray up → TorchTrainer.fit → the last checkpoint.
+
+Ray: joins ``RAY_ADDRESS`` when it is set (``ray job submit`` sets it), else starts a local instance.
+Workers claim ``train.cpus_per_worker`` CPUs each (fractional by default) so Ray Data's decode tasks
+always have a CPU left: on a 2-core box whole-CPU workers starve the data pipeline and the run hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidpred.config import Config, is_remote_uri
+from vidpred.data.pipeline import build_dataset, videos_or_fail
+from vidpred.data.sources import join
+from vidpred.train.loop import train_loop_per_worker
+
+
+@dataclass
+class TrainResult:
+    name: str
+    run_dir: str          # local path or URI under storage_path
+    dataset: str          # the dataset URI trained on
+    checkpoint: object    # ray.train.Checkpoint of the last step
+    metrics: dict
+
+    @property
+    def checkpoint_uri(self) -> str:
+        path = self.checkpoint.path
+        return path if not self.run_dir.startswith("s3://") else f"s3://{path.lstrip('/')}"
+
+
+def dataset_root(cfg: Config) -> str:
+    """The dataset URI; with none configured, the synthetic set (generated once, then reused)."""
+    d = cfg.data
+    if d.uri is not None:
+        return d.uri
+    from vidpred.data.synth import parse_size, synth_dataset
+
+    width, height = parse_size(d.synth_size)
+    root = Path(d.cache_dir) / f"synth-{d.synth_clips}x{d.synth_seconds:g}s-{width}x{height}-seed{cfg.train.seed}"
+    print(f"[vidpred] synthetic dashcam set: {root}", flush=True)
+    synth_dataset(root, clips=d.synth_clips, seconds=d.synth_seconds, fps=30, size=(width, height),
+                  seed=cfg.train.seed, progress=lambda msg: print(f"[vidpred]   {msg}", flush=True))
+    return str(root)
+
+
+def storage_path(cfg: Config) -> str:
+    path = cfg.train.storage_path or str(Path(cfg.data.cache_dir) / "runs")
+    if is_remote_uri(path):
+        return path
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return str(Path(path).resolve())
+
+
+def run_name(cfg: Config) -> str:
+    return cfg.train.name or time.strftime("vidpred-%Y%m%d-%H%M%S")
+
+
+def init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or None, logging_level="WARNING", log_to_driver=True,
+             runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+
+
+def trainer_for(cfg: Config, root: str, name: str, storage: str):
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    t = cfg.train
+    resources = {"CPU": t.cpus_per_worker}
+    if t.use_gpu:
+        resources["GPU"] = t.gpus_per_worker
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=cfg.model_dump(mode="json"),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(name=name, storage_path=storage,
+                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints)),
+        datasets={"train": build_dataset(cfg.data, root, "train", seed=t.seed)},
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+    )
+
+
+def train(cfg: Config) -> TrainResult:
+    """Train on the configured data; returns the run and its last checkpoint."""
+    root = dataset_root(cfg)
+    videos_or_fail(cfg.data, root, "train")  # fail here, before any Ray resource is claimed
+    storage, name = storage_path(cfg), run_name(cfg)
+    init_ray()
+    print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
+          f"{cfg.train.steps} steps, data {root}", flush=True)
+    result = trainer_for(cfg, root, name, storage).fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {name} finished without a checkpoint")
+    return TrainResult(name=name, run_dir=join(storage, name), dataset=root, checkpoint=result.checkpoint,
+                       metrics=dict(result.metrics or {}))
+
+
+def preview_path(cfg: Config, result: TrainResult) -> Path:
+    """Beside the run when storage is local, else in the local cache."""
+    if is_remote_uri(result.run_dir):
+        return Path(cfg.data.cache_dir) / "previews" / f"{result.name}.png"
+    return Path(result.run_dir) / "prediction.png"
