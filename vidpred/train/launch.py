@@ -61,16 +61,18 @@ def run_name(cfg: Config) -> str:
 
 def init_ray() -> None:
     import ray
+    import ray.data
 
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or None, logging_level="WARNING", log_to_driver=True,
-             runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+    ray.init(address=address or None, logging_level="WARNING", log_to_driver=True)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # vidpred prints its own progress
 
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str):
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.v2.api.config import LoggingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     t = cfg.train
@@ -82,7 +84,8 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str):
         train_loop_config=cfg.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=storage,
-                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
+                             logging_config=LoggingConfig(log_level="WARNING")),
         datasets={"train": build_dataset(cfg.data, root, "train", seed=t.seed)},
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
     )

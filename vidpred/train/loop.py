@@ -8,6 +8,7 @@ DeepSpeed always have all ranks present.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -19,6 +20,9 @@ from vidpred.model import FrameDiscriminator, Generator, count_parameters
 from vidpred.train import checkpoint
 from vidpred.train.engines import build_engines
 from vidpred.train.step import gan_step
+
+# A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
+log = logging.getLogger("vidpred.train")
 
 
 class Trainer:
@@ -32,7 +36,7 @@ class Trainer:
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
-            print(f"[vidpred] {msg}", flush=True)
+            log.info("[vidpred] %s", msg)
 
     def build(self) -> None:
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank

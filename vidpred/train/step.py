@@ -58,7 +58,7 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config) -> dict[str, float]
         g_eng.step()
     finally:
         _set_requires_grad(d_eng.module, True)
-    return {**terms, "d_loss": float(loss_d)}
+    return {**terms, "d_loss": loss_d.item()}
 
 
 def _dtype(engine) -> torch.dtype:

@@ -1,0 +1,58 @@
+"""``ray job submit --working-dir . -- vidpred train`` against a real local head on 127.0.0.1."""
+
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import REPO, TINY_RUN
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(cli_env):
+    """``ray start --head`` bound to 127.0.0.1; yields the dashboard (job API) address; stops it after.
+
+    Token authentication on, as Ray 2.60 does by default: head and client share the token via the env.
+    """
+    cli_env["RAY_AUTH_MODE"] = "token"
+    cli_env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    temp_dir = tempfile.mkdtemp(prefix="/tmp/rayh")  # short: Ray's socket paths must fit 107 bytes
+    gcs, dash = free_port(), free_port()
+    start = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0",
+             f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    subprocess.run(start, env=cli_env, check=True, capture_output=True, text=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{dash}"
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=cli_env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_training_job(ray_head, cli_env, monkeypatch):
+    cmd = ["ray", "job", "submit", "--address", ray_head, "--working-dir", ".", "--",
+           "vidpred", "train", *TINY_RUN]
+    proc = subprocess.run(cmd, cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert re.search(r"Job '\S+' succeeded", out), out[-3000:]
+    assert "[vidpred] prediction:" in out
+
+    job_id = re.search(r"Job '(\S+)' succeeded", out).group(1)
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        monkeypatch.setenv(key, cli_env[key])
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    assert JobSubmissionClient(ray_head).get_job_status(job_id) == JobStatus.SUCCEEDED
