@@ -9,14 +9,20 @@ two-lane roads oncoming traffic. Ego speed, road curvature, lateral drift and ca
 random processes, so predicting the next frame needs motion, not a copy. Lighting (day / overcast / dusk),
 haze, lane count, scenery kind, camera height and focal length vary per clip.
 
-Everything is drawn from one ``numpy`` Generator seeded by ``seed``: the same seed gives the same frames,
-and with the single-threaded encoder the same bytes. Rendering is vectorised: the ground is built per row
-(perspective depth, lane-line breakpoints and per-row colours, dash coverage anti-aliased along the road)
-and expanded to pixels with one cumulative sum and one gather; objects are a few slice fills each.
+Everything is drawn from ``numpy`` Generators spawned from ``seed`` (one stream per part of the scene, so
+the size or length of a clip does not reshuffle the rest): the same seed gives the same frames, and, with
+the single-threaded encoder and x264's mbtree off (with it on, this libx264 build is not bit-reproducible),
+the same bytes. Rendering is vectorised: the ground is built per row (perspective depth, lane-line
+breakpoints, per-row colours with dash coverage anti-aliased along the road, haze) and expanded to pixels
+by one ``np.repeat`` of 3-byte colours; building facades are column runs expanded the same way; posts,
+trees, signs and vehicles are a few slice fills each, drawn far to near.
 
-Speed, 1280x720 @ 30 fps, one core (``python benchmarks/synth_speed.py --seconds 2``, libx264
-``preset=veryfast crf=23 threads=1``, swscale ``threads=1``; shared 2-core dev box): render ≈ 120 frames/s,
-render + RGB→YUV + encode + mux ≈ 55 frames/s, i.e. ≈ 1.8x real time.
+Speed at 1280x720 @ 30 fps on ONE core (``python benchmarks/synth_speed.py --seconds 2``: process pinned
+to one CPU, libx264 ``preset=superfast crf=23 threads=1``, swscale ``threads=1``; Intel Xeon VM, 2 cores
+shared with other jobs, load ≈ 2.5): render alone 120 (urban) to 265 (highway) frames/s; render + RGB→yuv420p
++ encode + mux 49-57 frames/s wall (50-73 CPU), mean 52.5 — about 1.75x real time, the slowest clip 1.6x.
+The encoder is most of it; ``veryfast`` gives ~35% smaller files but only ~1.05-1.5x real time there.
+At the default training size (320x180) it is ~7x real time.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +39,7 @@ import numpy as np
 
 __all__ = ["parse_size", "render_frames", "render_clip", "synth_dataset"]
 
-PRESET = "veryfast"
+PRESET = "superfast"   # veryfast: ~35% smaller files, but only ~1.3x real time at 720p on one busy core
 CRF = 23
 _SIZE_RE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 _Z_NEAR = 1.5       # metres: nothing nearer than this is drawn
@@ -93,6 +100,11 @@ def _coverage(a: np.ndarray, b: np.ndarray, period: float, on: float) -> np.ndar
     return (cum(b) - cum(a)) / np.maximum(b - a, 1e-9)
 
 
+def _paint(region: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+    """region[mask] = colour for a uint8 (h, w, 3) view, moving whole 3-byte pixels."""
+    np.copyto(region.view("V3")[..., 0], colour.view("V3"), where=mask)
+
+
 def _rgb(*c: float) -> np.ndarray:
     return np.array(c, np.float32)
 
@@ -132,7 +144,11 @@ _BUILDING_COLOURS = [_rgb(*c) for c in [
 class _Scene:
     """All random choices of one clip, made up front; ``frame(i)`` draws frame i."""
 
-    def __init__(self, rng: np.random.Generator, n: int, fps: int, W: int, H: int):
+    def __init__(self, seed: int, n: int, fps: int, W: int, H: int):
+        # independent streams per part, so that e.g. the size (which changes how many random numbers the
+        # sky needs) or the length (how many roadside objects) does not reshuffle everything else
+        rng, rng_sky, rng_obj, rng_bld, rng_traffic = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
         self.W, self.H, self.n = W, H, n
         t = np.arange(n) / fps
         T = n / fps
@@ -147,7 +163,11 @@ class _Scene:
 
         # ---- ego motion: speed, distance along the road
         v0 = rng.uniform(5.0, 33.0)
-        self.v = np.clip(v0 * (1 + 0.35 * _smooth(rng, t, 3, 0.02, 0.25)), 0.5, None)
+        freq = rng.uniform(0.03, 0.3, 3)                 # speed wanders, at most ~2.5 m/s² in all
+        amp = rng.uniform(0.3, 1.0, 3) * 2.5 / (2 * np.pi * freq * 3)
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        wave = amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t[None, :] + phase[:, None])
+        self.v = np.clip(v0 + wave.sum(0), 0.5, None)
         self.s = rng.uniform(0, 5000) + np.concatenate([[0.0], np.cumsum(self.v[:-1]) / fps])
 
         # ---- road: curvature kappa(s) = A * sum b_j sin(2 pi s / lam_j + phi_j), integrated analytically
@@ -203,13 +223,30 @@ class _Scene:
             self.side = (lit(_jitter(rng, g[0], 8)), lit(_jitter(rng, g[1], 8)))
             self.shoulder = lit(_jitter(rng, _rgb(122, 116, 104), 10))
         self.stripe = rng.uniform(8, 25)
+        night = self.light < 0.75
+        self.c_post, self.c_dark = lit(_rgb(230, 230, 225)), lit(_rgb(30, 30, 30))
+        self.c_reflector, self.c_pole = _rgb(235, 120, 30), lit(_rgb(120, 122, 128))
+        self.c_trunk = lit(_rgb(88, 64, 40))
+        self.c_lamp = _rgb(255, 235, 170) if night else lit(_rgb(200, 200, 190))
+        self.c_tyre, self.c_plate = lit(_rgb(22, 22, 24)), lit(_rgb(225, 225, 215))
+        self.c_windscreen, self.c_rear_window = lit(_rgb(140, 160, 180)), lit(_rgb(40, 48, 58))
+        self.c_brake, self.c_tail = _rgb(255, 40, 30), lit(_rgb(160, 28, 24))
+        self.c_head = _rgb(255, 250, 225) if self.light < 0.8 else lit(_rgb(235, 235, 225))
+        # lateral breakpoints (m from the road centre) of the ground segments; markings at even j
+        m = [-self.Wr - self.sh, -self.Wr, -self.Wr + self.edge_w]
+        for k in range(1, L):
+            bk = -self.Wr + k * self.lw
+            m += [bk - self.dash_w / 2, bk + self.dash_w / 2]
+        m += [self.Wr - self.edge_w, self.Wr, self.Wr + self.sh]
+        self.bp_m = np.array(m)
+        self.marks = list(range(2, len(m), 2))
 
         # ---- sky panorama (pans with the road heading)
         self.psi = self._K1(self.s)
         psi_min, psi_max = float(self.psi.min()), float(self.psi.max())
         self.pano_off = (self.psi - psi_min) * self.f
         self.Hs = int(math.ceil(self.yh.max())) + 2
-        self.pano = self._make_pano(rng, int(math.ceil((psi_max - psi_min) * self.f)) + W + 2, sky)
+        self.pano = self._make_pano(rng_sky, int(math.ceil((psi_max - psi_min) * self.f)) + W + 2, sky)
 
         # ---- hood of the ego car (half the clips)
         self.hood = None
@@ -222,36 +259,40 @@ class _Scene:
             mask = rows >= edge[None, :]
             col = _jitter(rng, rng.choice(_CAR_COLOURS), 8) * 0.5 * self.light
             shade = (col[None, :] * np.linspace(1.0, 0.55, H - top)[:, None]).astype(np.uint8)
-            self.hood = (top, mask[..., None], shade[:, None, :])
+            self.hood = (top, mask, shade.view("V3"))
 
         # ---- roadside objects along the road, world-fixed (s, side)
         s_lo, s_hi = self.s[0] - 10, self.s[-1] + _Z_FAR
-        self.objects = self._make_objects(rng, s_lo, s_hi)
-        self.buildings = self._make_buildings(rng, s_lo, s_hi) if self.kind == "urban" or rng.random() < 0.2 else []
+        self.objects = self._make_objects(rng_obj, s_lo, s_hi)
+        has_buildings = self.kind == "urban" or rng.random() < 0.2
+        self.buildings = self._make_buildings(rng_bld, s_lo, s_hi) if has_buildings else []
+        self.bld_s1 = np.array([b["s1"] for b in self.buildings])
+        self.bld_s2 = np.array([b["s2"] for b in self.buildings])
+        self.bld_u = np.array([b["side"] * b["off"] for b in self.buildings])
 
         # ---- traffic
-        self.vehicles = self._make_traffic(rng, t, fps, T)
+        self.fps = fps
+        self.vehicles = self._make_traffic(rng_traffic, t, fps, T)      # same direction first, then oncoming
+        same = [v for v in self.vehicles if not v["oncoming"]]
+        self.veh_z = np.array([v["z"] for v in same]).reshape(len(same), n)
+        self.on_s0 = np.array([v["z"] for v in self.vehicles if v["oncoming"]], np.float64)
+        self.veh_u = np.array([v["u"] for v in self.vehicles])
 
     # ----- road geometry
     def _K1(self, s):
+        """Road heading (rad) at arc length s: the integral of the curvature."""
         s = np.asarray(s, np.float64)
-        return (self.k_a1[:, None] * np.cos(self.k_w[:, None] * s.ravel()[None, :] + self.k_phi[:, None])).sum(0).reshape(s.shape)
+        arg = self.k_w[:, None] * s.ravel()[None, :] + self.k_phi[:, None]
+        return (self.k_a1[:, None] * np.cos(arg)).sum(0).reshape(s.shape)
 
     def _K2(self, s):
+        """Lateral offset (m, small angles) at arc length s: the integral of the heading."""
         s = np.asarray(s, np.float64)
-        return (self.k_a2[:, None] * np.sin(self.k_w[:, None] * s.ravel()[None, :] + self.k_phi[:, None])).sum(0).reshape(s.shape)
-
-    def _road_x(self, i: int, z: np.ndarray) -> np.ndarray:
-        """Camera-frame lateral position (m) of the road centre at forward distance z (small-angle)."""
-        s0 = self.s[i]
-        return self._K2(s0 + z) - self._K2(s0) - z * self._K1(s0) - self.u_ego[i]
+        arg = self.k_w[:, None] * s.ravel()[None, :] + self.k_phi[:, None]
+        return (self.k_a2[:, None] * np.sin(arg)).sum(0).reshape(s.shape)
 
     def _hz(self, z):
         return 1.0 - np.exp(-np.asarray(z) / self.fog)
-
-    def _shade(self, c: np.ndarray, z: float) -> np.ndarray:
-        h = float(self._hz(z))
-        return (c * (1 - h) + self.haze * h).astype(np.uint8)
 
     # ----- construction
     def _make_pano(self, rng, Wp: int, sky: str) -> np.ndarray:
@@ -306,7 +347,7 @@ class _Scene:
             for side in (-1, 1):
                 s = s_lo + rng.uniform(0, gap)
                 while s < s_hi:
-                    objs.append((s, side, "post", edge + 0.4))
+                    objs.append((s, side * (edge + 0.4), "post", None))
                     s += gap
         if self.kind != "highway" or rng.random() < 0.5:  # trees
             mean_gap = rng.uniform(6, 30) if self.kind == "rural" else rng.uniform(15, 40)
@@ -315,9 +356,9 @@ class _Scene:
                 while s < s_hi:
                     conifer = rng.random() < (0.5 if self.kind == "rural" else 0.2)
                     h = rng.uniform(4, 12)
-                    params = (edge + rng.uniform(1.0, 6.0), h, rng.uniform(0.25, 0.45) * h, conifer,
-                              self.lit(_jitter(rng, _rgb(48, 98, 40), 18)))
-                    objs.append((s, side, "tree", params))
+                    lat = edge + rng.uniform(1.0, 6.0)
+                    params = (h, rng.uniform(0.25, 0.45) * h, conifer, self.lit(_jitter(rng, _rgb(48, 98, 40), 18)))
+                    objs.append((s, side * lat, "tree", params))
                     s += rng.exponential(mean_gap) + 2
         if self.kind != "rural" or rng.random() < 0.2:  # lamp posts
             gap = rng.uniform(25, 45)
@@ -325,15 +366,17 @@ class _Scene:
             for side in ((-1, 1) if rng.random() < 0.5 else (side0,)):
                 s = s_lo + rng.uniform(0, gap)
                 while s < s_hi:
-                    objs.append((s, side, "lamp", edge + 0.3))
+                    objs.append((s, side * (edge + 0.3), "lamp", side))
                     s += gap
         s = s_lo + rng.exponential(120)
         while s < s_hi:   # signs
             colour = _CAR_COLOURS[4] if rng.random() < 0.5 else _rgb(30, 110, 60)
-            objs.append((s, int(rng.choice([-1, 1])), "sign", (edge + 0.6, rng.uniform(1.2, 2.5), self.lit(colour))))
+            side = int(rng.choice([-1, 1]))
+            objs.append((s, side * (edge + 0.6), "sign", (rng.uniform(1.2, 2.5), self.lit(colour))))
             s += rng.exponential(150) + 30
         objs.sort(key=lambda o: o[0])
-        self.obj_s = np.array([o[0] for o in objs]) if objs else np.zeros(0)
+        self.obj_s = np.array([o[0] for o in objs], np.float64)
+        self.obj_u = np.array([o[1] for o in objs], np.float64)
         return objs
 
     def _make_buildings(self, rng, s_lo, s_hi):
@@ -343,10 +386,18 @@ class _Scene:
             while s < s_hi:
                 length = rng.uniform(10, 40)
                 if rng.random() < 0.85:
+                    h = rng.uniform(5, 22)
+                    col = self.lit(_jitter(rng, _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))], 10))
+                    wcol = _rgb(235, 205, 130) if self.light < 0.75 else self.lit(_rgb(55, 66, 82))
+                    # facade, roof down: wall (1), rows of windows (2) on each 3.2 m floor, a base band (3)
+                    floors = np.arange(0.0, h - 2.8, 3.2)[::-1]
+                    Y = np.concatenate([[h], np.stack([floors + 2.4, floors + 0.9], 1).ravel(), [0.6, 0.0]])
+                    codes_win = np.array([0, 1] + [2, 1] * len(floors) + [3, 0], np.int8)
                     out.append(dict(s1=s, s2=s + length, side=side, off=self.Wr + self.sh + rng.uniform(6.5, 12),
-                                    h=rng.uniform(5, 22), depth=rng.uniform(8, 20),
-                                    col=self.lit(_jitter(rng, _BUILDING_COLOURS[rng.integers(len(_BUILDING_COLOURS))], 10)),
-                                    win=rng.uniform(2.5, 4.0), lit_windows=self.light < 0.75))
+                                    h=h, depth=rng.uniform(8, 20), col=col, win=rng.uniform(2.5, 4.0),
+                                    dY=self.hc - Y, codes_win=codes_win,
+                                    codes_wall=np.where(codes_win == 2, 1, codes_win).astype(np.int8),
+                                    pal=np.stack([self.haze, col * 0.78, wcol, col * 0.5])))
                 s += length + rng.uniform(2, 15)
         out.sort(key=lambda b: -b["s1"])
         return out
@@ -365,20 +416,19 @@ class _Scene:
             zi, vi = target[0], self.v[0]
             for k in range(len(t)):
                 want = max(0.0, self.v[k] + 0.6 * (target[k] - zi))
-                vi += float(np.clip(want - vi, -6.0 / fps, 3.0 / fps))
+                vi += min(max(want - vi, -6.0 / fps), 3.0 / fps)    # brake <= 6, accelerate <= 3 m/s²
                 zi += (vi - self.v[k]) / fps
                 if ego and zi < 5.0:
                     zi, vi = 5.0, min(vi, self.v[k])
                 z[k], vo[k] = zi, vi
             brake = np.concatenate([[False], np.diff(vo) < -1.0 / fps])
             vehicles.append(self._vehicle(rng, lane, z, brake, oncoming=False))
+        self.v_on = rng.uniform(8, 25)      # oncoming traffic (two-way roads): world position s0 - v_on t
         if self.two_way:
-            v_on = rng.uniform(8, 25)
             s = self.s[0] + rng.uniform(5, 120)
-            s_end = self.s[-1] + _Z_FAR + v_on * T
+            s_end = self.s[-1] + _Z_FAR + self.v_on * T
             while s < s_end:
-                z = s - v_on * t - self.s
-                vehicles.append(self._vehicle(rng, 0, z, np.zeros(len(t), bool), oncoming=True))
+                vehicles.append(self._vehicle(rng, 0, s, None, oncoming=True))
                 s += rng.exponential(90) + 20
         return vehicles
 
@@ -390,27 +440,41 @@ class _Scene:
         if kind == "truck":
             col = self.lit(_jitter(rng, _rgb(200, 200, 200) if rng.random() < 0.6 else col, 10))
         u = -self.Wr + (lane + 0.5) * self.lw + rng.uniform(-0.25, 0.25)
-        return dict(kind=kind, w=w, h=h, col=col, u=u, z=z, brake=brake, oncoming=oncoming)
+        return dict(kind=kind, w=w, h=h, col=col, u=u, z=z, brake=brake, oncoming=oncoming)  # z: s0 if oncoming
 
     # ----- drawing
-    def frame(self, i: int) -> np.ndarray:
-        W, H, f, hc = self.W, self.H, self.f, self.hc
+    def frame(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Draw frame i into ``out`` (a new uint8 (H, W, 3) array if None) and return it."""
+        W, H = self.W, self.H
         yh = float(self.yh[i])
         yi = min(max(int(math.ceil(yh)), 1), H - 1)
-        out = np.empty((H, W, 3), np.uint8)
+        if out is None:
+            out = np.empty((H, W, 3), np.uint8)
         off = int(round(self.pano_off[i]))
         out[:yi] = self.pano[self.Hs - yi:self.Hs, off:off + W]
-        self._ground(i, out, yi, yh)
-        for b in self.buildings:
-            self._building(i, out, yh, b)
-        self._things(i, out, yh)
+        s0 = float(self.s[i])
+        k1, k2, u_ego = float(self._K1(s0)), float(self._K2(s0)), float(self.u_ego[i])
+
+        def road_x(z):   # camera-frame lateral position (m) of the road centre at forward distance z
+            return self._K2(s0 + z) - k2 - z * k1 - u_ego
+
+        self._ground(i, out, yi, yh, road_x)
+        if len(self.bld_s1):
+            vis = np.flatnonzero((self.bld_s2 - s0 > _Z_NEAR) & (self.bld_s1 - s0 < _Z_FAR))
+            if len(vis):
+                z1 = np.maximum(self.bld_s1[vis] - s0, _Z_NEAR)
+                z2 = self.bld_s2[vis] - s0
+                x1, x2 = road_x(z1) + self.bld_u[vis], road_x(z2) + self.bld_u[vis]
+                for k, j in enumerate(vis):
+                    self._building(out, yh, s0, self.buildings[j], z1[k], z2[k], x1[k], x2[k])
+        self._things(i, out, yh, s0, road_x)
         if self.hood is not None:
             top, mask, shade = self.hood
             band = out[top:]
-            np.copyto(band, np.broadcast_to(shade, band.shape), where=mask)
+            np.copyto(band.view("V3")[..., 0], shade, where=mask)
         return out
 
-    def _ground(self, i, out, yi, yh):
+    def _ground(self, i, out, yi, yh, road_x):
         W, H, f, hc, L = self.W, self.H, self.f, self.hc, self.L
         R = H - yi
         dy = np.arange(yi, H) + 0.5 - yh
@@ -419,25 +483,17 @@ class _Scene:
         zb = f * hc / np.maximum(dy - 0.5, 1e-3)
         s0 = self.s[i]
         p = f / z                                            # pixels per metre across the road
-        xc = self.cx + p * self._road_x(i, z)
+        xc = self.cx + p * road_x(z)
 
-        Wr, sh, ew, dw = self.Wr, self.sh, self.edge_w, self.dash_w
-        bounds = [-Wr + k * self.lw for k in range(1, L)]
-        m = [-Wr - sh, -Wr, -Wr + ew]
-        for bk in bounds:
-            m += [bk - dw / 2, bk + dw / 2]
-        m += [Wr - ew, Wr, Wr + sh]
-        m = np.array(m)
-        K = len(m)
+        K, m, marks = self.bp_m.size, self.bp_m, self.marks
         bp = np.rint(xc[:, None] + p[:, None] * m[None, :])
-        marks = list(range(2, K, 2))                         # marking segments j: between bp[j-1], bp[j]
-        for j in marks:
+        for j in marks:                                      # marking j lies between bp[j-1] and bp[j]
             bp[:, j] = np.maximum(bp[:, j], bp[:, j - 1] + 1)
         np.maximum.accumulate(bp, axis=1, out=bp)
         drawn = {j: bp[:, j] - bp[:, j - 1] for j in marks}
         bp = np.clip(bp, 0, W).astype(np.intp)
 
-        # per-row colours of the K+1 segments
+        # per-row colours of the K+1 segments: side, shoulder, edge line, lane, line, lane, ..., side
         pal = np.empty((R, K + 1, 3), np.float32)
         stripe = _coverage(s0 + za, s0 + zb, 2 * self.stripe, self.stripe)[:, None]
         side = self.side[0] * (1 - stripe) + self.side[1] * stripe
@@ -447,168 +503,163 @@ class _Scene:
         pal[:, K - 1] = self.shoulder
         patch = _coverage(s0 + za, s0 + zb, 37.0, 13.0)[:, None]
         road = self.asphalt * (1 - 0.07 * patch)
-        for j in range(3, K, 2):
-            pal[:, j] = road
+        pal[:, 3:K:2] = road[:, None, :]
         dash = _coverage(s0 + za, s0 + zb, *self.dash)
         for j in marks:
-            solid = j in (2, K - 1)
-            alpha = np.clip(p * (ew if solid else dw) / drawn[j], 0, 1) * (1.0 if solid else dash)
+            solid = j in (2, K - 2)
+            alpha = np.clip(p * (self.edge_w if solid else self.dash_w) / drawn[j], 0, 1) * (1.0 if solid else dash)
             colour = self.mark if (solid or not self.two_way) else self.centre_col
             pal[:, j] = road * (1 - alpha[:, None]) + colour * alpha[:, None]
         hz = self._hz(z)[:, None, None]
         pal = pal * (1 - hz) + self.haze * hz
         pal8 = pal.astype(np.uint8).reshape(R * (K + 1), 3)
 
-        # rows x breakpoints → a segment index per pixel → colours
-        delta = np.zeros((R, W + 1), np.uint8)
-        np.add.at(delta, (np.repeat(np.arange(R), K), bp.ravel()), 1)
-        seg = np.cumsum(delta[:, :W], axis=1, dtype=np.uint8).astype(np.int32)
-        seg += (np.arange(R, dtype=np.int32) * (K + 1))[:, None]
-        np.take(pal8, seg, axis=0, out=out[yi:])
+        # each row is K+1 runs of constant colour: one np.repeat of the palette (as 3-byte items) fills it
+        edges = np.empty((R, K + 2), np.intp)
+        edges[:, 0], edges[:, 1:-1], edges[:, -1] = 0, bp, W
+        runs = np.repeat(pal8.view("V3").ravel(), np.diff(edges, axis=1).ravel())
+        out[yi:].view("V3")[..., 0] = runs.reshape(R, W)
 
-    def _project(self, i, yh, z, u):
-        """(column of lateral road coordinate u, row of the ground, pixels per metre) at distance z."""
-        s = self.f / z
-        x = self._road_x(i, np.array([z]))[0] + u
-        return self.cx + s * x, yh + self.hc * s, s
-
-    def _building(self, i, out, yh, b):
+    def _building(self, out, yh, s0, b, z1, z2, x1, x2):
+        """A box beside the road: its facade toward the road (a perspective quad with rows of windows,
+        built column-wise from row breakpoints and one cumulative sum) and its end wall toward the camera."""
         W, H, f, hc = self.W, self.H, self.f, self.hc
-        s0 = self.s[i]
-        z1, z2 = b["s1"] - s0, b["s2"] - s0
-        if z2 < _Z_NEAR or z1 > _Z_FAR:
-            return
-        z1c = max(z1, _Z_NEAR)
-        u = b["side"] * b["off"]
-        x1 = self._road_x(i, np.array([z1c]))[0] + u
-        x2 = self._road_x(i, np.array([z2]))[0] + u
-        c1, c2 = self.cx + f * x1 / z1c, self.cx + f * x2 / z2
-        col = b["col"]
+        c1, c2 = self.cx + f * x1 / z1, self.cx + f * x2 / z2
+        h = b["h"]
+        hz = float(self._hz(0.5 * (z1 + z2)))
         lo, hi = max(int(min(c1, c2)), 0), min(int(math.ceil(max(c1, c2))), W)
-        if hi > lo and abs(c2 - c1) > 0.5:       # the facade facing the road, a perspective quad
-            cols = np.arange(lo, hi) + 0.5
-            w = np.clip((cols - c1) / (c2 - c1), 0, 1)
-            invz = (1 - w) / z1c + w / z2
-            top = yh + f * (hc - b["h"]) * invz
-            bot = yh + f * hc * invz
-            r0, r1 = max(int(top.min()), 0), min(int(math.ceil(bot.max())), H)
+        if hi > lo and abs(c2 - c1) > 0.5:
+            w = np.clip((np.arange(lo, hi) + 0.5 - c1) / (c2 - c1), 0, 1)
+            fz = f * ((1 - w) / z1 + w / z2)                  # 1/z is linear in screen x on a plane
+            r0 = max(int(yh + (hc - h) * fz.min()), 0)
+            r1 = min(int(math.ceil(yh + hc * fz.max())), H)
             if r1 > r0:
-                rr = np.arange(r0, r1)[:, None] + 0.5
-                inside = (rr >= top[None, :]) & (rr < bot[None, :])
-                zc = 1.0 / invz
-                along = zc + s0 - b["s1"]
-                Y = hc - (rr - yh) * zc[None, :] / f
-                win = (np.mod(along / b["win"], 1.0) > 0.3)[None, :] & (np.mod(Y / 3.2, 1.0) > 0.4) \
-                    & (Y > 1.5) & (Y < b["h"] - 0.8) & inside
-                zm = 0.5 * (z1c + z2)
-                region = out[r0:r1, lo:hi]
-                region[inside] = self._shade(col * 0.78, zm)
-                wcol = _rgb(235, 205, 130) if b["lit_windows"] else self.lit(_rgb(55, 66, 82))
-                region[win] = self._shade(wcol, zm)
-                region[(rr >= bot[None, :] - max(1.0, 0.2 * f / zm)) & inside] = self._shade(col * 0.5, zm)
-        if z1 >= _Z_NEAR:                         # the end wall facing the camera
+                nr, nc = r1 - r0, hi - lo
+                # per column, rows where the facade code changes (heights from the roof down to the ground)
+                edges = np.empty((nc, len(b["dY"]) + 2), np.intp)
+                edges[:, 0], edges[:, -1] = 0, nr
+                edges[:, 1:-1] = np.ceil((yh - 0.5 - r0) + fz[:, None] * b["dY"][None, :])
+                np.clip(edges, 0, nr, out=edges)
+                wincol = np.mod((f / fz + (s0 - b["s1"])) / b["win"], 1.0) > 0.35
+                codes = np.where(wincol[:, None], b["codes_win"][None, :], b["codes_wall"][None, :])
+                code = np.repeat(codes.ravel(), np.diff(edges, axis=1).ravel()).reshape(nc, nr).T
+                pal = (b["pal"] * (1 - hz) + self.haze * hz).astype(np.uint8)
+                np.copyto(out[r0:r1, lo:hi].view("V3")[..., 0], np.take(pal.view("V3").ravel(), code),
+                          where=code > 0)
+        if b["s1"] - s0 >= _Z_NEAR:              # the end wall facing the camera
             ce = self.cx + f * (x1 + b["side"] * b["depth"]) / z1
-            _fill(out, min(c1, ce), max(c1, ce), yh + f * (hc - b["h"]) / z1, yh + f * hc / z1, self._shade(col, z1))
+            _fill(out, min(c1, ce), max(c1, ce), yh + f * (hc - h) / z1, yh + f * hc / z1,
+                  self._mix(b["col"], hz))
 
-    def _things(self, i, out, yh):
-        """Roadside objects and vehicles, far to near."""
-        s0 = self.s[i]
+    def _mix(self, c, h: float) -> np.ndarray:
+        return (c * (1 - h) + self.haze * h).astype(np.uint8)
+
+    def _things(self, i, out, yh, s0, road_x):
+        """Roadside objects and vehicles, far to near, each projected once."""
+        f = self.f
         items = []
         if len(self.obj_s):
             a, b = np.searchsorted(self.obj_s, [s0 + _Z_NEAR, s0 + _Z_FAR])
-            for k in range(a, b):
-                items.append((self.obj_s[k] - s0, 0, k))
-        for k, v in enumerate(self.vehicles):
-            z = v["z"][i]
-            if _Z_NEAR + 1.5 < z < _Z_FAR:
-                items.append((z, 1, k))
+            z = self.obj_s[a:b] - s0
+            x = road_x(z) + self.obj_u[a:b]
+            for k in range(b - a):
+                items.append((float(z[k]), float(x[k]), 0, a + k))
+        if self.vehicles:
+            zv = np.concatenate([self.veh_z[:, i], self.on_s0 - self.v_on * (i / self.fps) - s0])
+            vis = np.flatnonzero((zv > _Z_NEAR + 1.5) & (zv < _Z_FAR))
+            if len(vis):
+                x = road_x(zv[vis]) + self.veh_u[vis]
+                for k, j in enumerate(vis):
+                    items.append((float(zv[j]), float(x[k]), 1, j))
+        if not items:
+            return
         items.sort(key=lambda it: -it[0])
-        for z, is_vehicle, k in items:
+        hz = self._hz(np.array([it[0] for it in items]))
+        for (z, x, is_vehicle, k), h in zip(items, hz.tolist()):
+            s = f / z
+            cc, rb = self.cx + s * x, yh + self.hc * s
             if is_vehicle:
-                self._draw_vehicle(i, out, yh, self.vehicles[k], z)
+                self._draw_vehicle(i, out, self.vehicles[k], cc, rb, s, h)
             else:
-                self._draw_object(i, out, yh, self.objects[k], z)
+                self._draw_object(out, self.objects[k], cc, rb, s, h)
 
-    def _draw_object(self, i, out, yh, obj, z):
-        _, side, kind, params = obj
+    def _draw_object(self, out, obj, cc, rb, s, h):
+        _, _, kind, params = obj
+        mix = self._mix
         if kind == "post":
-            cc, rb, s = self._project(i, yh, z, side * params)
-            _fill(out, cc - 0.06 * s, cc + 0.06 * s, rb - 1.0 * s, rb, self._shade(self.lit(_rgb(230, 230, 225)), z))
-            _fill(out, cc - 0.06 * s, cc + 0.06 * s, rb - 1.0 * s, rb - 0.82 * s, self._shade(self.lit(_rgb(30, 30, 30)), z))
-            _fill(out, cc - 0.04 * s, cc + 0.04 * s, rb - 0.78 * s, rb - 0.7 * s, self._shade(_rgb(235, 120, 30), z))
+            _fill(out, cc - 0.06 * s, cc + 0.06 * s, rb - 1.0 * s, rb, mix(self.c_post, h))
+            _fill(out, cc - 0.06 * s, cc + 0.06 * s, rb - 1.0 * s, rb - 0.82 * s, mix(self.c_dark, h))
+            _fill(out, cc - 0.04 * s, cc + 0.04 * s, rb - 0.78 * s, rb - 0.7 * s, mix(self.c_reflector, h))
         elif kind == "lamp":
-            cc, rb, s = self._project(i, yh, z, side * params)
-            grey = self._shade(self.lit(_rgb(120, 122, 128)), z)
+            side = params
+            grey = mix(self.c_pole, h)
             _fill(out, cc - 0.09 * s, cc + 0.09 * s, rb - 8.0 * s, rb, grey)
             arm = cc - side * 1.6 * s
             _fill(out, min(cc, arm), max(cc, arm), rb - 8.0 * s, rb - 7.85 * s, grey)
-            lamp = _rgb(255, 235, 170) if self.light < 0.75 else self.lit(_rgb(200, 200, 190))
             _fill(out, min(arm, arm + side * 0.5 * s), max(arm, arm + side * 0.5 * s), rb - 7.95 * s, rb - 7.75 * s,
-                  self._shade(lamp, z))
+                  mix(self.c_lamp, h))
         elif kind == "sign":
-            lat, panel_w, colour = params
-            cc, rb, s = self._project(i, yh, z, side * lat)
-            _fill(out, cc - 0.05 * s, cc + 0.05 * s, rb - 2.2 * s, rb, self._shade(self.lit(_rgb(130, 130, 135)), z))
-            _fill(out, cc - panel_w / 2 * s, cc + panel_w / 2 * s, rb - 3.2 * s, rb - 2.1 * s, self._shade(colour, z))
+            panel_w, colour = params
+            _fill(out, cc - 0.05 * s, cc + 0.05 * s, rb - 2.2 * s, rb, mix(self.c_pole, h))
+            _fill(out, cc - panel_w / 2 * s, cc + panel_w / 2 * s, rb - 3.2 * s, rb - 2.1 * s, mix(colour, h))
             _fill(out, cc - panel_w / 2 * s * 0.8, cc + panel_w / 2 * s * 0.8, rb - 2.75 * s, rb - 2.6 * s,
-                  self._shade(self.lit(_rgb(230, 230, 230)), z))
+                  mix(self.mark, h))
         else:  # tree
-            lat, h, r, conifer, green = params
-            cc, rb, s = self._project(i, yh, z, side * lat)
-            trunk_h = h * (0.25 if conifer else 0.4)
-            _fill(out, cc - 0.15 * s, cc + 0.15 * s, rb - trunk_h * s - 1, rb, self._shade(self.lit(_rgb(88, 64, 40)), z))
-            top, bot, rx = rb - h * s, rb - trunk_h * s, r * s
+            ht, r, conifer, green = params
+            trunk_h = ht * (0.25 if conifer else 0.4)
+            _fill(out, cc - 0.15 * s, cc + 0.15 * s, rb - trunk_h * s - 1, rb, mix(self.c_trunk, h))
+            top, bot, rx = rb - ht * s, rb - trunk_h * s, r * s
             H, W = out.shape[:2]
             r0, r1 = max(int(top), 0), min(int(math.ceil(bot)), H)
             c0, c1 = max(int(cc - rx), 0), min(int(math.ceil(cc + rx)), W)
             if r1 <= r0 or c1 <= c0:
                 return
-            rr = np.arange(r0, r1)[:, None] + 0.5
-            xx = np.arange(c0, c1)[None, :] + 0.5 - cc
+            rr = np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5
+            xx = np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5 - cc
             region = out[r0:r1, c0:c1]
             if conifer:
                 half = rx * np.clip((rr - top) / max(bot - top, 1e-6), 0, 1)
-                region[np.abs(xx) <= half] = self._shade(green * 0.8, z)
-                region[(np.abs(xx + 0.25 * half) <= 0.5 * half) & (rr > top + 0.2 * (bot - top))] = self._shade(green, z)
+                _paint(region, np.abs(xx) <= half, mix(green * 0.8, h))
+                _paint(region, (np.abs(xx + 0.25 * half) <= 0.5 * half) & (rr > top + 0.2 * (bot - top)), mix(green, h))
             else:
                 cy, ry = 0.5 * (top + bot), 0.5 * (bot - top)
                 e = (xx / max(rx, 0.5)) ** 2 + ((rr - cy) / max(ry, 0.5)) ** 2
-                region[e <= 1] = self._shade(green * 0.8, z)
+                _paint(region, e <= 1, mix(green * 0.8, h))
                 e2 = ((xx + 0.2 * rx) / max(rx * 0.7, 0.5)) ** 2 + ((rr - cy + 0.2 * ry) / max(ry * 0.7, 0.5)) ** 2
-                region[e2 <= 1] = self._shade(green * 1.1, z)
+                _paint(region, e2 <= 1, mix(green * 1.1, h))
 
-    def _draw_vehicle(self, i, out, yh, v, z):
-        cc, rb, s = self._project(i, yh, z, v["u"])
-        w, h, col = v["w"], v["h"], v["col"]
+    def _draw_vehicle(self, i, out, v, cc, rb, s, h):
+        w, ht, col = v["w"], v["h"], v["col"]
         hw = w / 2
+        mix = self._mix
 
         def box(x0, x1, y0, y1, colour):
-            _fill(out, cc + x0 * s, cc + x1 * s, rb - y1 * s, rb - y0 * s, self._shade(colour, z))
+            _fill(out, cc + x0 * s, cc + x1 * s, rb - y1 * s, rb - y0 * s, mix(colour, h))
 
-        dark = self.lit(_rgb(22, 22, 24))
+        dark = self.c_tyre
         _fill(out, cc - (hw + 0.08) * s, cc + (hw + 0.08) * s, rb - 0.25 * s, rb + max(1.0, 0.04 * s),
-              self._shade(self.asphalt * 0.35, z))                           # shadow
+              mix(self.asphalt * 0.35, h))                                   # shadow
         box(-hw + 0.05, -hw + 0.35, 0.0, 0.5, dark)                          # wheels
         box(hw - 0.35, hw - 0.05, 0.0, 0.5, dark)
         if v["kind"] == "truck":
-            box(-hw, hw, 0.45, h, col)
+            box(-hw, hw, 0.45, ht, col)
             box(-hw, hw, 0.4, 0.6, col * 0.45)                               # bumper
-            box(-0.02, 0.02, 0.7, h - 0.1, col * 0.7)                        # door seam
-            lamp = _rgb(255, 40, 30) if v["brake"][i] else self.lit(_rgb(150, 25, 20))
+            box(-0.02, 0.02, 0.7, ht - 0.1, col * 0.7)                       # door seam
+            lamp = self.c_head if v["oncoming"] else self.c_brake if v["brake"][i] else self.c_tail
             box(-hw + 0.1, -hw + 0.35, 0.65, 0.85, lamp)
             box(hw - 0.35, hw - 0.1, 0.65, 0.85, lamp)
             return
-        body_top = 0.95 if v["kind"] == "car" else h * 0.55
+        body_top = 0.95 if v["kind"] == "car" else ht * 0.55
         box(-hw, hw, 0.3, body_top, col)                                     # body
-        box(-hw * 0.86, hw * 0.86, body_top, h, col * 0.85)                  # cabin
-        glass = self.lit(_rgb(140, 160, 180)) if v["oncoming"] else self.lit(_rgb(40, 48, 58))
-        box(-hw * 0.76, hw * 0.76, body_top + 0.05, h - 0.08, glass)         # window
+        box(-hw * 0.86, hw * 0.86, body_top, ht, col * 0.85)                 # cabin
+        box(-hw * 0.76, hw * 0.76, body_top + 0.05, ht - 0.08,
+            self.c_windscreen if v["oncoming"] else self.c_rear_window)      # window
         box(-hw, hw, 0.3, 0.45, col * 0.5)                                   # bumper
-        box(-0.17, 0.17, 0.45, 0.58, self.lit(_rgb(225, 225, 215)))          # plate
+        box(-0.17, 0.17, 0.45, 0.58, self.c_plate)                           # plate
         if v["oncoming"]:
-            lamp = _rgb(255, 250, 225) if self.light < 0.8 else self.lit(_rgb(235, 235, 225))
+            lamp = self.c_head
         else:
-            lamp = _rgb(255, 40, 30) if v["brake"][i] else self.lit(_rgb(160, 28, 24))
+            lamp = self.c_brake if v["brake"][i] else self.c_tail
         box(-hw + 0.05, -hw + 0.35, body_top - 0.25, body_top - 0.08, lamp)
         box(hw - 0.35, hw - 0.05, body_top - 0.25, body_top - 0.08, lamp)
 
@@ -621,9 +672,8 @@ def render_frames(n_frames: int, fps: int, size: tuple[int, int], seed: int) -> 
     fps = _check_fps(fps)
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
-    scene = _Scene(np.random.default_rng(seed), int(n_frames), fps, W, H)
-    for i in range(int(n_frames)):
-        yield scene.frame(i)
+    scene = _Scene(int(seed), int(n_frames), fps, W, H)     # arguments are checked here, not at first next()
+    return (scene.frame(i) for i in range(int(n_frames)))
 
 
 def _open_encoder(path: Path, fps: int, W: int, H: int):
@@ -634,7 +684,8 @@ def _open_encoder(path: Path, fps: int, W: int, H: int):
     stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
     stream.time_base = Fraction(1, fps)
     stream.codec_context.thread_count = 1
-    stream.options = {"preset": PRESET, "crf": str(CRF), "threads": "1"}
+    # mbtree off: with it (and B-frames) this libx264 build gives slightly different bits from run to run
+    stream.options = {"preset": PRESET, "crf": str(CRF), "threads": "1", "x264-params": "mbtree=0"}
     return container, stream
 
 
@@ -649,11 +700,14 @@ def render_clip(path: str | Path, seconds: float = 4.0, fps: int = 30, size: tup
     n = _n_frames(seconds, fps)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         container, stream = _open_encoder(tmp, fps, W, H)
+        scene = _Scene(int(seed), n, fps, W, H)
+        buf = np.empty((H, W, 3), np.uint8)          # reused: from_ndarray copies it
         with container:
-            for k, rgb in enumerate(render_frames(n, fps, (W, H), seed)):
+            for k in range(n):
+                rgb = scene.frame(k, buf)
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", threads=1)
                 frame.pts = k
                 container.mux(stream.encode(frame))
@@ -678,7 +732,7 @@ def _is_complete(path: Path, n: int, fps: int, W: int, H: int) -> bool:
         return False
 
 
-def clip_ids(clips: int, val_fraction: float, seed: int) -> dict[str, list[str]]:
+def _clip_ids(clips: int, val_fraction: float, seed: int) -> dict[str, list[str]]:
     """The clip ids of each split; train and val ids never collide, and growing ``clips`` only adds ids."""
     n_val = max(1, round(clips * val_fraction))
     return {"train": [f"synth-{seed:04d}-t{i:05d}" for i in range(clips)],
@@ -686,7 +740,8 @@ def clip_ids(clips: int, val_fraction: float, seed: int) -> dict[str, list[str]]
 
 
 def _clip_seed(seed: int, split: str, i: int) -> int:
-    return int(np.random.SeedSequence([seed, {"train": 0, "val": 1}[split], i]).generate_state(1, np.uint64)[0])
+    state = np.random.SeedSequence([seed, {"train": 0, "val": 1}[split], i]).generate_state(1, np.uint64)
+    return int(state[0])
 
 
 def synth_dataset(out: str | Path, clips: int = 8, seconds: float = 4.0, fps: int = 30,
@@ -709,7 +764,7 @@ def synth_dataset(out: str | Path, clips: int = 8, seconds: float = 4.0, fps: in
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     out = Path(out)
-    ids = clip_ids(int(clips), val_fraction, int(seed))
+    ids = _clip_ids(int(clips), val_fraction, int(seed))
     total = sum(len(v) for v in ids.values())
     paths: list[Path] = []
     done = 0

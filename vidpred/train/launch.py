@@ -72,7 +72,6 @@ def init_ray() -> None:
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str):
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.v2.api.config import LoggingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     t = cfg.train
@@ -84,8 +83,7 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str):
         train_loop_config=cfg.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=storage,
-                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
-                             logging_config=LoggingConfig(log_level="WARNING")),
+                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints)),
         datasets={"train": build_dataset(cfg.data, root, "train", seed=t.seed)},
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any
 
 import ray.train
@@ -98,7 +99,15 @@ class Trainer:
             self.report(metrics, self.step % t.checkpoint_every == 0 or self.step == t.steps)
 
 
+def quiet_worker_logs() -> None:
+    """Keep the driver's output to vidpred's progress: Ray Train logs every report at INFO, and
+    DeepSpeed calls a torch.distributed function that warns it is deprecated on every step."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
+    quiet_worker_logs()
     trainer = Trainer(Config.model_validate(config))
     trainer.build()
     trainer.restore()
