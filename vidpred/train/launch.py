@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidpred.config import Config, is_remote_uri
+from vidpred.config import Config, ConfigError, is_remote_uri
 from vidpred.data.pipeline import build_dataset, videos_or_fail
 from vidpred.data.sources import join
 from vidpred.train.loop import train_loop_per_worker
@@ -59,15 +59,38 @@ def run_name(cfg: Config) -> str:
     return cfg.train.name or time.strftime("vidpred-%Y%m%d-%H%M%S")
 
 
+DECODE_TASK_CPUS = 1.0  # Ray Data's default for a map task
+
+
 def init_ray() -> None:
+    """Join ``RAY_ADDRESS`` (or a running local cluster, as ``ray.init()`` does), else start a local one."""
     import ray
     import ray.data
 
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or None, logging_level="WARNING", log_to_driver=True)
     ray.data.DataContext.get_current().enable_progress_bars = False  # vidpred prints its own progress
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
+
+
+def check_room_for_data(cfg: Config) -> None:
+    """Refuse a layout where CPU train workers take every CPU of a one-node cluster: Ray Data could never
+    decode and the run would hang forever. Multi-node and GPU layouts are left to Ray's scheduler (an
+    autoscaling cluster adds nodes; GPU workers land on GPU nodes)."""
+    import ray
+
+    t = cfg.train
+    if t.use_gpu or sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
+        return
+    total_cpus = ray.cluster_resources().get("CPU", 0.0)
+    if total_cpus == 0:  # a head that runs no tasks (KubeRay's num-cpus: 0): workers come from elsewhere
+        return
+    taken = t.num_workers * t.cpus_per_worker
+    if total_cpus - taken < DECODE_TASK_CPUS:
+        raise ConfigError(
+            f"train.num_workers × train.cpus_per_worker = {t.num_workers} × {t.cpus_per_worker:g} = {taken:g} "
+            f"CPUs leaves {max(total_cpus - taken, 0):g} of this machine's {total_cpus:g} for Ray Data's decode "
+            f"tasks, which need {DECODE_TASK_CPUS:g}: lower them so that their product is at most "
+            f"{total_cpus - DECODE_TASK_CPUS:g} (fractional CPUs are fine)")
 
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str):
@@ -95,6 +118,7 @@ def train(cfg: Config) -> TrainResult:
     videos_or_fail(cfg.data, root, "train")  # fail here, before any Ray resource is claimed
     storage, name = storage_path(cfg), run_name(cfg)
     init_ray()
+    check_room_for_data(cfg)
     print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
           f"{cfg.train.steps} steps, data {root}", flush=True)
     result = trainer_for(cfg, root, name, storage).fit()
