@@ -41,5 +41,7 @@ def test_quickstart_job_trains_checkpoints_and_draws(cli_env, tmp_path):
         image.verify()
     with Image.open(png) as image:
         assert image.format == "PNG" and image.mode == "RGB"
-        # two rows (truth, predicted) of 64x64 frames drawn at 2x, 4 context + 4 future columns
-        assert image.height >= 2 * 128 and image.width >= 8 * 128
+        # two rows (truth, predicted) of 64x64 frames drawn at 2x: 4 context + 4 future columns of
+        # 128 + 4 px gap, a 72 px label column and a 12 px context|future divider; rows 128 + 4, border 4
+        assert image.size == (72 + 8 * 132 + 12, 2 * 132 + 4)
+        assert len(set(image.getdata())) > 100  # a picture, not a blank canvas

@@ -7,8 +7,6 @@ module* with D's parameters frozen, never through D's engine.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from vidpred.config import Config
@@ -18,15 +16,6 @@ from vidpred.model import d_loss, generator_loss, to_model_space
 def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
-
-
-def _gathered(engine):
-    """Under ZeRO-3 D's parameters are partitioned: gather them to call the raw module."""
-    if engine.zero_optimization_stage() < 3:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(list(engine.module.parameters()))
 
 
 def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config) -> dict[str, float]:
@@ -47,14 +36,15 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config) -> dict[str, float]
 
     _set_requires_grad(d_eng.module, False)
     try:
-        with _gathered(d_eng):
-            fake_logits, fake_feats = d_eng.module(fake)
-            with torch.no_grad():
-                _, real_feats = d_eng.module(real)
-            loss_g, terms = generator_loss(
-                out.pred.float(), target.float(), out.kl.float(), fake_logits.float(),
-                [f.float() for f in real_feats], [f.float() for f in fake_feats], cfg.loss, kind)
-            g_eng.backward(loss_g)
+        # Under ZeRO-3 the engine's hooks on D's submodules gather each layer's partitioned weights on the
+        # raw call too (forward and G's backward through D); wrapping it in GatheredParameters breaks that.
+        fake_logits, fake_feats = d_eng.module(fake)
+        with torch.no_grad():
+            _, real_feats = d_eng.module(real)
+        loss_g, terms = generator_loss(
+            out.pred.float(), target.float(), out.kl.float(), fake_logits.float(),
+            [f.float() for f in real_feats], [f.float() for f in fake_feats], cfg.loss, kind)
+        g_eng.backward(loss_g)
         g_eng.step()
     finally:
         _set_requires_grad(d_eng.module, True)
