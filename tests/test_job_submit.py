@@ -1,12 +1,15 @@
 """``ray job submit --working-dir . -- vidpred train`` against a real local head on 127.0.0.1."""
 
+import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -31,15 +34,44 @@ def ray_head(cli_env):
     cli_env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
     temp_dir = tempfile.mkdtemp(prefix="/tmp/rayh")  # short: Ray's socket paths must fit 107 bytes
     gcs, dash = free_port(), free_port()
-    start = ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+    start = ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0",
              f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    subprocess.run(start, env=cli_env, check=True, capture_output=True, text=True, timeout=180)
+    # --block in its own process group: stopping the group stops this head only (`ray stop` would stop
+    # every Ray on the machine, other people's included).
+    head = subprocess.Popen(start, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
+        wait_for_port(dash, head)
         yield f"http://127.0.0.1:{dash}"
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=cli_env, capture_output=True, timeout=120)
+        stop_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"Ray dashboard did not open port {port} in {timeout:.0f} s")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            time.sleep(2)  # Ray's own children leave the group a moment after the parent
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_ray_job_submit_runs_the_training_job(ray_head, cli_env):
