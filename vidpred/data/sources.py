@@ -1,24 +1,39 @@
-"""Dataset URIs → the videos of a split, and a readable file for each.
+"""Dataset URIs → the files of a split, and a readable file for each, local or S3.
 
-A dataset is a BDD100K-layout tree ``<root>/videos/{train,val,test}/*.mov|*.mp4`` under a local directory
-or an ``s3://bucket/prefix``. Everything goes through ``pyarrow.fs``, so listing and reading look the same
-for both; S3 endpoint and credentials come the standard AWS ways (environment, profile, instance role).
+A dataset is a BDD100K-layout tree ``<root>/videos/{train,val,test}/*.mov|*.mp4`` (optional
+``<root>/info/{split}/<video name>.json`` GPS/IMU files) under a local directory or an
+``s3://bucket/prefix``. Everything goes through ``pyarrow.fs``, so listing and reading look the same for
+both. S3 endpoint and credentials come the standard AWS ways (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``
+and friends, ``AWS_PROFILE`` / shared config, instance and IRSA roles); ``data.s3_endpoint`` overrides the
+endpoint. Requests are retried with the AWS SDK's standard strategy (exponential backoff with jitter) up
+to ``data.s3_max_attempts`` times; listing pages through ``ListObjectsV2`` (1,000 keys a page).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
+if TYPE_CHECKING:
+    from vidpred.config import DataConfig
+
 VIDEO_SUFFIXES = (".mov", ".mp4")
+PREPARED_SUFFIX = ".parquet"   # frames already at the training fps and size (see vidpred.data.prepared)
 SPLITS = ("train", "val", "test")
+DEFAULT_MAX_ATTEMPTS = 10
+_AUTH_ERRORS = re.compile(r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCESS_KEY_ID|InvalidAccessKeyId|"
+                          r"AccessDenied|SignatureDoesNotMatch|ExpiredToken|NO_SUCH_BUCKET|NoSuchBucket")
 
 
 class DataError(RuntimeError):
-    """The dataset cannot be used at all (missing tree, no usable videos)."""
+    """The dataset cannot be used at all (missing bucket or tree, rejected credentials, no usable clip)."""
 
 
 @dataclass(frozen=True)
@@ -31,42 +46,157 @@ class VideoFile:
     def name(self) -> str:
         return self.uri.rsplit("/", 1)[-1]
 
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """What a process needs to reach S3; picklable, so Ray tasks rebuild the same filesystem."""
+
+    endpoint: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+    @classmethod
+    def of(cls, cfg: DataConfig | None) -> S3Settings:
+        if cfg is None:
+            return cls()
+        return cls(endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
+
 
 @functools.lru_cache(maxsize=16)
-def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(root)
+def _s3(bucket: str, settings: S3Settings) -> pafs.S3FileSystem:
+    endpoint = settings.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.max_attempts)}
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint
+        # pyarrow 26 adds checksums to writes that S3-compatible servers (SeaweedFS, MinIO, Ceph) reject
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region and not endpoint:
+        try:
+            region = pafs.resolve_s3_region(bucket)
+        except OSError:
+            region = None
+    kwargs["region"] = region or "us-east-1"
+    return pafs.S3FileSystem(**kwargs)
 
 
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """``uri`` → (filesystem, path inside it). Filesystems are cached per process."""
+def clear_filesystems() -> None:
+    """Forget cached S3 filesystems (after the AWS environment changed)."""
+    _s3.cache_clear()
+
+
+def resolve(uri: str, cfg: DataConfig | None = None) -> tuple[pafs.FileSystem, str]:
+    """``uri`` → (filesystem, path inside it). S3 filesystems are cached per process."""
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return pafs.LocalFileSystem(), uri
     if scheme == "file":
         return pafs.LocalFileSystem(), rest
-    bucket = rest.split("/", 1)[0]
-    fs, _ = _filesystem(f"{scheme}://{bucket}")
-    return fs, rest
+    if scheme not in ("s3", "s3a"):
+        raise DataError(f"{uri}: unsupported scheme {scheme!r}; allowed: a local path, file://, s3://")
+    return _s3(rest.split("/", 1)[0], S3Settings.of(cfg)), rest
 
 
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
-def list_videos(root: str, split: str) -> list[VideoFile]:
+def _uri_prefix(uri: str) -> str:
+    scheme, sep, _ = uri.partition("://")
+    return f"{scheme}://" if sep and scheme != "file" else ""
+
+
+def storage_error(uri: str, exc: OSError) -> DataError:
+    """A storage failure as a DataError that names the URI (AWS errors never carry the secret)."""
+    text = str(exc)
+    if _AUTH_ERRORS.search(text):
+        return DataError(f"{uri}: access refused by the storage ({text}); check the credentials "
+                         "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and the endpoint")
+    return DataError(f"{uri}: {text}")
+
+
+def check_root(root: str, cfg: DataConfig | None = None) -> None:
+    """Raise DataError unless ``root`` is reachable and holds a ``videos/`` folder."""
+    fs, base = resolve(root, cfg)
+    try:
+        if _uri_prefix(root) and fs.get_file_info(base.split("/", 1)[0]).type == pafs.FileType.NotFound:
+            raise DataError(f"{root}: bucket {base.split('/', 1)[0]!r} does not exist")
+        if fs.get_file_info(join(base, "videos")).type != pafs.FileType.Directory:
+            raise DataError(f"{root}: no videos/ folder (expected the BDD100K layout videos/{{train,val,test}}/)")
+    except OSError as exc:
+        raise storage_error(root, exc) from None
+
+
+def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
+               ) -> list[tuple[str, int]] | None:
+    """(URI, size) of the files directly in ``root/folder`` ending in ``suffixes``, sorted; None if the
+    folder does not exist."""
+    fs, base = resolve(root, cfg)
+    selector = pafs.FileSelector(join(base, folder), recursive=False, allow_not_found=True)
+    try:
+        infos = fs.get_file_info(selector)
+        if not infos and fs.get_file_info(join(base, folder)).type == pafs.FileType.NotFound:
+            return None
+    except OSError as exc:
+        raise storage_error(join(root, folder), exc) from None
+    prefix = _uri_prefix(root)
+    return sorted((prefix + info.path, info.size or 0) for info in infos
+                  if info.type == pafs.FileType.File and info.path.lower().endswith(suffixes))
+
+
+def list_videos(root: str, split: str, cfg: DataConfig | None = None) -> list[VideoFile]:
     """Videos of one split, sorted by URI; an absent split folder gives an empty list."""
-    fs, base = resolve(root)
-    selector = pafs.FileSelector(join(base, "videos", split), recursive=False, allow_not_found=True)
-    prefix = root[: len(root) - len(base)] if root.endswith(base) else ""
-    found = [
-        VideoFile(uri=prefix + info.path, split=split, size=info.size or 0)
-        for info in fs.get_file_info(selector)
-        if info.type == pafs.FileType.File and info.path.lower().endswith(VIDEO_SUFFIXES)
-    ]
-    return sorted(found, key=lambda v: v.uri)
+    found = list_files(root, f"videos/{split}", (*VIDEO_SUFFIXES, PREPARED_SUFFIX), cfg) or []
+    return [VideoFile(uri=uri, split=split, size=size) for uri, size in found]
 
 
-def open_video(uri: str) -> BinaryIO:
-    """A seekable read-only file for PyAV; streams from S3 instead of copying the object."""
-    fs, path = resolve(uri)
+def open_input(uri: str, cfg: DataConfig | None = None) -> pafs.NativeFile:
+    """A seekable read-only file: from S3 each read is a ranged GET, never a copy of the object."""
+    fs, path = resolve(uri, cfg)
     return fs.open_input_file(path)
+
+
+
+def read_bytes(uri: str, cfg: DataConfig | None = None) -> bytes:
+    with open_input(uri, cfg) as f:
+        return f.read()
+
+
+@contextlib.contextmanager
+def atomic_output(uri: str, cfg: DataConfig | None = None) -> Iterator[pafs.NativeFile]:
+    """A stream whose object appears only when complete: locally a temp name renamed at the end; on S3 the
+    multipart upload is committed on close (a killed writer leaves nothing visible; one that raised closes,
+    which pyarrow cannot abort, then deletes the object)."""
+    fs, path = resolve(uri, cfg)
+    if not isinstance(fs, pafs.LocalFileSystem):
+        f = fs.open_output_stream(path)
+        try:
+            yield f
+        except BaseException:
+            f.close()
+            fs.delete_file(path)
+            raise
+        f.close()
+        return
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    tmp = f"{path}.part-{os.getpid()}"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_bytes(uri: str, data: bytes, cfg: DataConfig | None = None) -> None:
+    with atomic_output(uri, cfg) as f:
+        f.write(data)
+
+
+def exists(uri: str, cfg: DataConfig | None = None) -> bool:
+    fs, path = resolve(uri, cfg)
+    return fs.get_file_info(path).type == pafs.FileType.File

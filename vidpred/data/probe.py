@@ -1,0 +1,164 @@
+"""One file's health check, cheap enough to run on every file before training.
+
+``probe_video`` reads a video's header, decodes its first frame and demuxes its last second (with ranged
+reads from S3: a few requests, never the whole object). It returns the facts training and ``data inspect``
+need (:class:`VideoInfo`) or why the file is unusable (:class:`Skip`): empty, not a video (random bytes,
+JSON, a JPEG), audio only, a codec no decoder here knows, truncated (no index, or data ending before the
+stated duration), or shorter than one clip. ``data.probe = "header"`` reads the container header only (no
+frame decode, no tail: cheaper, blind to truncation and rotation). ``probe_info`` checks a GPS/IMU
+``info/<split>/*.json``. Damage a probe cannot see is still caught while decoding (``pipeline.ClipsFromVideo``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+import av
+
+from vidpred.config import DataConfig
+from vidpred.data.decode import open_container, quarter_turns
+from vidpred.data.sources import VideoFile, open_input, read_bytes
+
+TAIL_SECONDS = 1.0   # demux this much before the stated end to see that the data reaches it
+END_SLACK = 0.5      # seconds the data may stop short of the stated duration
+PROBE_BUFFER = 256 << 10  # a probe jumps (header, index, first frame, tail): small reads waste less
+MOV_BOXES = (b"ftyp", b"wide", b"mdat", b"moov", b"free", b"skip")  # what a MOV/MP4 file starts with
+
+
+class Reason(StrEnum):
+    EMPTY = "empty file"
+    NOT_VIDEO = "not a video"
+    AUDIO_ONLY = "audio only"
+    CODEC = "undecodable codec"
+    TRUNCATED = "truncated"
+    TOO_SHORT = "shorter than one clip"
+    DECODE = "decode error"
+    READ = "read error"
+    MISSING_SPLIT = "missing split folder"
+    BAD_INFO = "malformed info JSON"
+
+
+@dataclass(frozen=True)
+class Skip:
+    uri: str
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    uri: str
+    split: str
+    size: int
+    codec: str
+    width: int          # as stored; ``rotation`` turns it upright
+    height: int
+    fps: float          # the stream's average frame rate
+    duration: float     # seconds
+    rotation: int       # counter-clockwise degrees from the display matrix: 0, 90, 180, 270
+    clips: int          # estimated clips at the configured fps / clip length / stride
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def clip_count(frames: int, cfg: DataConfig) -> int:
+    """Windows of ``cfg.clip_frames`` every ``cfg.stride`` frames in ``frames`` frames."""
+    return 0 if frames < cfg.clip_frames else (frames - cfg.clip_frames) // cfg.stride + 1
+
+
+def estimate_clips(duration: float, src_fps: float, cfg: DataConfig) -> tuple[int, int]:
+    """(frames at ``cfg.fps``, clips) for a video of ``duration`` seconds, as ``decode_frames`` samples it."""
+    last_frame_time = max(duration - 1.0 / src_fps, 0.0) if src_fps > 0 else duration
+    frames = math.floor(last_frame_time * cfg.fps + 1e-6) + 1
+    return frames, clip_count(frames, cfg)
+
+
+def _message(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _data_end(container: av.container.InputContainer, stream: av.video.VideoStream, duration: float) -> float:
+    """Seconds (from the stream start) where the last packet of real data ends."""
+    start = stream.start_time or 0
+    container.seek(start + int(max(duration - TAIL_SECONDS, 0.0) / stream.time_base), stream=stream, backward=True,
+                   any_frame=True)  # packets, not pictures: no need to go back to a keyframe
+    end = 0
+    for packet in container.demux(stream):
+        if packet.size and packet.pts is not None:
+            end = max(end, packet.pts + (packet.duration or 0))
+    return float((end - start) * stream.time_base) if end else 0.0
+
+
+def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataConfig) -> VideoInfo | Skip:
+    fmt = container.format.name
+    if fmt.endswith("_pipe") or fmt in ("image2", "gif", "apng", "webp"):
+        return Skip(file.uri, Reason.NOT_VIDEO, f"an image ({fmt})")
+    if not container.streams.video:
+        if container.streams.audio:
+            return Skip(file.uri, Reason.AUDIO_ONLY, f"{len(container.streams.audio)} audio stream(s), no video")
+        if not container.streams and fmt.startswith("mov"):
+            return Skip(file.uri, Reason.TRUNCATED, "no moov atom: the file is cut short or was never finished")
+        return Skip(file.uri, Reason.NOT_VIDEO, f"no video stream ({fmt})")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        return Skip(file.uri, Reason.CODEC, "no decoder here for the video stream's codec")
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    if stream.duration is not None:
+        duration = float(stream.duration * stream.time_base)
+    else:
+        duration = (container.duration or 0) / av.time_base
+    width, height, turns = stream.codec_context.width, stream.codec_context.height, 0
+    if cfg.probe == "full":
+        first = next(container.decode(stream), None)
+        if first is None:
+            return Skip(file.uri, Reason.DECODE, "no decodable frame")
+        width, height, turns = first.width, first.height, quarter_turns(first)
+        ends = _data_end(container, stream, duration)
+        if ends < duration - max(END_SLACK, 2.0 / rate if rate else 0.0):
+            return Skip(file.uri, Reason.TRUNCATED, f"data ends at {ends:.2f} s of {duration:.2f} s")
+    frames, clips = estimate_clips(duration, rate, cfg)
+    if clips == 0:
+        return Skip(file.uri, Reason.TOO_SHORT, f"{duration:.2f} s = {frames} frames at {cfg.fps:g} fps; "
+                                                f"a clip needs {cfg.clip_frames}")
+    return VideoInfo(uri=file.uri, split=file.split, size=file.size, codec=stream.codec_context.name,
+                     width=width, height=height, fps=round(rate, 3), duration=round(duration, 3),
+                     rotation=turns * 90, clips=clips)
+
+
+def probe_video(file: VideoFile, cfg: DataConfig) -> VideoInfo | Skip:
+    """Check one video; never raises for a bad file (the Skip says why)."""
+    if file.size == 0:
+        return Skip(file.uri, Reason.EMPTY, "0 bytes")
+    try:
+        with open_input(file.uri, cfg) as f:
+            try:
+                container = open_container(f, PROBE_BUFFER)
+            except av.FFmpegError as exc:
+                f.seek(0)
+                if f.read(12)[4:8] in MOV_BOXES:
+                    return Skip(file.uri, Reason.TRUNCATED, "MOV/MP4 boxes but no readable index (moov atom): "
+                                                            "cut short or never finished")
+                return Skip(file.uri, Reason.NOT_VIDEO, _message(exc))
+            with container:
+                return _check(file, container, cfg)
+    except av.error.DecoderNotFoundError as exc:
+        return Skip(file.uri, Reason.CODEC, _message(exc))
+    except av.FFmpegError as exc:
+        return Skip(file.uri, Reason.DECODE, _message(exc))
+    except OSError as exc:
+        return Skip(file.uri, Reason.READ, _message(exc))
+
+
+def probe_info(uri: str, cfg: DataConfig) -> Skip | None:
+    """None when the info JSON parses to an object, else why not."""
+    try:
+        data = json.loads(read_bytes(uri, cfg))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Skip(uri, Reason.BAD_INFO, str(exc))
+    except OSError as exc:
+        return Skip(uri, Reason.READ, _message(exc))
+    return None if isinstance(data, dict) else Skip(uri, Reason.BAD_INFO, "top level is not a JSON object")
