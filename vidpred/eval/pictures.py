@@ -1,4 +1,4 @@
-"""Pictures of predictions: a PNG grid with a row of truth and a row of prediction."""
+"""Pictures of predictions: PNG grids (a row of truth above a row of prediction per clip) and GIFs."""
 
 from __future__ import annotations
 
@@ -30,3 +30,46 @@ def grid(context: np.ndarray, truth: np.ndarray, pred: np.ndarray, scale: int = 
             tile = Image.fromarray(np.asarray(frame, dtype=np.uint8)).resize((w, h), Image.NEAREST)
             canvas.paste(tile, (x, y))
     return canvas
+
+
+def stack(images: list[Image.Image]) -> Image.Image:
+    """Images one below the other, left-aligned, on the grid's background."""
+    width = max(im.width for im in images)
+    canvas = Image.new("RGB", (width, sum(im.height for im in images)), (24, 24, 24))
+    y = 0
+    for im in images:
+        canvas.paste(im, (0, y))
+        y += im.height
+    return canvas
+
+
+def gif_frames(context: np.ndarray, truth: np.ndarray, pred: np.ndarray, scale: int = 2) -> list[Image.Image]:
+    """One picture per time step of a batch of clips ([N, T, H, W, 3] uint8 each, T = C or F):
+    ``truth | model`` side by side, a row per clip. In the context steps both panels show the observed
+    frame under a green bar; in the future steps the model's panel shows its prediction under a red bar."""
+    n, n_ctx, n_fut = len(context), context.shape[1], truth.shape[1]
+    h, w = context.shape[2] * scale, context.shape[3] * scale
+    bar = 12
+    frames = []
+    for t in range(n_ctx + n_fut):
+        observed = t < n_ctx
+        canvas = Image.new("RGB", (2 * w + 3 * GAP, n * (h + bar + GAP) + GAP), (24, 24, 24))
+        draw = ImageDraw.Draw(canvas)
+        for i in range(n):
+            y = GAP + i * (h + bar + GAP)
+            shown = (context[i, t], context[i, t]) if observed else (truth[i, t - n_ctx], pred[i, t - n_ctx])
+            for col, (frame, label) in enumerate(zip(shown, ("truth", "model"))):
+                x = GAP + col * (w + GAP)
+                colour = (40, 160, 60) if observed or col == 0 else (200, 50, 50)
+                draw.rectangle([x, y, x + w - 1, y + bar - 1], fill=colour)
+                step = f"t={t + 1 - n_ctx}" if not observed else f"ctx {t + 1}/{n_ctx}"
+                draw.text((x + 2, y), f"{label} {step}", fill=(255, 255, 255))
+                canvas.paste(Image.fromarray(frame).resize((w, h), Image.NEAREST), (x, y + bar))
+        frames.append(canvas)
+    return frames
+
+
+def save_gif(frames: list[Image.Image], path, fps: float) -> None:
+    """An endlessly looping GIF; the last frame is held a second so the final prediction can be read."""
+    durations = [round(1000 / fps)] * (len(frames) - 1) + [1000]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)

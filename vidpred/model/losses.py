@@ -4,6 +4,17 @@ Conventions (both D losses are the sum of a real and a fake term):
 
 * ``lsgan``: D = mean((D(real) - 1)^2) + mean(D(fake)^2);  G = mean((D(fake) - 1)^2)
 * ``hinge``: D = mean(relu(1 - D(real))) + mean(relu(1 + D(fake)));  G = -mean(D(fake))
+
+With several discriminators (frame, clip) the adversarial terms add up and feature matching is their
+mean; each discriminator's part is logged too (``adv_frame``, ``adv_clip``, ``feat_frame``, ...).
+
+Default weights follow SAVP's published proportions (Lee et al. 2018, ``hparams/*/ours_savp``:
+``l1_weight`` 100, ``kl_weight`` 0.1 on BAIR and 0.001 on KTH, video GAN 1 and VAE-GAN 1), divided by 100
+so that ``w_rec`` is 1: ``w_kl`` 1e-3 (BAIR's), ``w_adv`` 1e-2 (our fakes are the posterior ones: SAVP's
+VAE-GAN term). SAVP's published runs use no feature matching; ``w_feat`` 0.1 = 10 x ``w_adv`` is
+pix2pixHD's ratio (lambda_FM 10 to a GAN weight of 1). SAVP anneals the KL weight linearly from step
+50k to 100k of 300k; here annealing is off unless asked for (``loss.kl_anneal``). Note the KL here sums
+over a latent *map* (channels x pixels), SAVP's over an 8-d vector: per clip it weighs more.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from torch import Tensor
 from vidpred.config import LossConfig
 
 GAN_KINDS = ("lsgan", "hinge")
+TERMS = ("rec", "kl", "adv", "feat", "cycle")  # the generator terms, in the order of their weights
 
 
 def _check_kind(kind: str) -> None:
@@ -45,42 +57,77 @@ def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor]) -> Tens
     return torch.stack([F.l1_loss(f, r.detach()) for r, f in zip(real_feats, fake_feats)]).mean()
 
 
+def _floats(named: dict[str, Tensor]) -> dict[str, float]:
+    """Detached scalars -> Python floats with one host sync."""
+    values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
+    return dict(zip(named, values))
+
+
+def discriminator_loss(real_logits: list[Tensor], fake_logits: list[Tensor], kind: str,
+                       names: tuple[str, ...] = ("frame", "clip")) -> tuple[Tensor, dict[str, float]]:
+    """Sum of every discriminator's D loss; logs ``d_<name>`` for each and ``d_loss`` for the sum."""
+    parts = {f"d_{n}": d_loss(r, f, kind) for n, r, f in zip(names, real_logits, fake_logits)}
+    total = torch.stack(list(parts.values())).sum()
+    return total, _floats({**parts, "d_loss": total})
+
+
+def kl_weight(w: LossConfig, step: int) -> float:
+    """``w_kl``, or with ``kl_anneal: linear`` 0 until kl_anneal_start rising to w_kl at kl_anneal_end."""
+    if w.kl_anneal == "none":
+        return w.w_kl
+    ramp = (step - w.kl_anneal_start) / (w.kl_anneal_end - w.kl_anneal_start)
+    return w.w_kl * min(max(ramp, 0.0), 1.0)
+
+
 def generator_loss(
     pred: Tensor,
     target: Tensor,
     kl: Tensor,
-    fake_logits: Tensor | None,
-    real_feats: list[Tensor] | None,
-    fake_feats: list[Tensor] | None,
+    fake_logits: list[Tensor] | None,
+    real_feats: list[list[Tensor]] | None,
+    fake_feats: list[list[Tensor]] | None,
     w: LossConfig,
     kind: str,
+    *,
+    step: int = 0,
+    cycle: Tensor | None = None,
+    names: tuple[str, ...] = ("frame", "clip"),
 ) -> tuple[Tensor, dict[str, float]]:
-    """total = w_rec * L1(pred, target) + w_kl * kl + w_adv * g_adv + w_feat * feature_matching.
+    """total = w_rec * L1(pred, target) + w_kl(step) * kl + w_adv * adv + w_feat * feat + w_cycle * cycle.
 
-    A term whose weight is 0 is left out of ``total`` entirely (so it contributes no gradient, not
-    even NaN * 0). ``fake_logits`` may be None when w_adv == 0, and the feature lists None when
-    w_feat == 0 (then the D forward can be skipped). The dict holds the unweighted terms and the
-    weighted total as Python floats ("rec", "kl", "adv", "feat", "g_total"); a term not computed
-    reads 0.0. One host sync for all of them.
+    ``fake_logits`` holds one logit tensor per discriminator, ``real_feats``/``fake_feats`` one list of
+    feature maps per discriminator; ``cycle`` is an already computed cycle L1 (or None). A term whose
+    weight is 0 is left out of ``total`` entirely (so it contributes no gradient, not even NaN * 0);
+    the logits may be None when w_adv == 0, the features when w_feat == 0, ``cycle`` when w_cycle == 0.
+    The dict holds every unweighted term ("rec", "kl", "adv", "feat", "cycle" and per discriminator
+    "adv_<name>", "feat_<name>"), the KL weight in force ("w_kl") and the weighted total ("g_total").
+    A term not computed reads 0.0. One host sync for all of them.
     """
     _check_kind(kind)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     zero = pred.new_zeros(())
-    terms = {"rec": F.l1_loss(pred, target), "kl": kl, "adv": zero, "feat": zero}
+    terms = {"rec": F.l1_loss(pred, target), "kl": kl, "adv": zero, "feat": zero, "cycle": zero}
+    per_d: dict[str, Tensor] = {}
     if fake_logits is not None:
-        terms["adv"] = g_adv_loss(fake_logits, kind)
+        per_d.update({f"adv_{n}": g_adv_loss(x, kind) for n, x in zip(names, fake_logits)})
+        terms["adv"] = torch.stack([per_d[f"adv_{n}"] for n in names[:len(fake_logits)]]).sum()
     elif w.w_adv:
         raise ValueError("w_adv > 0 needs fake_logits")
     if real_feats is not None and fake_feats is not None:
-        terms["feat"] = feature_matching(real_feats, fake_feats)
+        per_d.update({f"feat_{n}": feature_matching(r, f) for n, r, f in zip(names, real_feats, fake_feats)})
+        terms["feat"] = torch.stack([per_d[f"feat_{n}"] for n in names[:len(fake_feats)]]).mean()
     elif w.w_feat:
         raise ValueError("w_feat > 0 needs real_feats and fake_feats")
+    if cycle is not None:
+        terms["cycle"] = cycle
+    elif w.w_cycle:
+        raise ValueError("w_cycle > 0 needs the cycle term")
 
-    weights = {"rec": w.w_rec, "kl": w.w_kl, "adv": w.w_adv, "feat": w.w_feat}
+    weights = dict(zip(TERMS, (w.w_rec, kl_weight(w, step), w.w_adv, w.w_feat, w.w_cycle)))
     total = zero
     for name, weight in weights.items():
         if weight:
             total = total + weight * terms[name]
-    values = torch.stack([terms[k].detach().float().reshape(()) for k in weights] + [total.detach().float()]).tolist()
-    return total, dict(zip([*weights, "g_total"], values))
+    logs = _floats({**terms, **per_d, "g_total": total})
+    return total, {**logs, "w_kl": weights["kl"]}

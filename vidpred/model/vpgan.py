@@ -6,11 +6,14 @@ for ``t = 1 .. T-1``::
 
     e, skips = Encoder(x_{t-1})                   input frame: ground truth where it is observed,
                                                   else the model's own previous prediction
-    mu_p, logvar_p = Prior([e, s])                learned prior   p(z_t | x_<t)   (s: recurrent state)
-    mu_q, logvar_q = Posterior([e, s, Enc(x_t)])  posterior       q(z_t | x_<=t)  (needs the target x_t)
+    mu_p, logvar_p = Prior([e, h])                learned prior   p(z_t | x_<t)   (h: the dynamics' output)
+    mu_q, logvar_q = Posterior([e, h, Enc(x_t)])  posterior       q(z_t | x_<=t)  (needs the target x_t)
     z_t  = mu + exp(0.5 * logvar) * eps           from q where x_t is observed, else from p
-    s    = ConvGRU([e, z_t], s)                   dynamics on latent maps at H / 2**levels
-    x̂_t  = Decoder(s, skips)                      tanh output, in [-1, 1]
+    h    = Dynamics([e, z_t])                     ConvGRU / ConvLSTM stack on latent maps at H / 2**levels
+    x̂_t  = Decoder(h, skips, x_{t-1})             mask * warp(x_{t-1}, flow) + (1 - mask) * tanh(rgb)
+
+Encoder and decoder are U-Net halves of ``model.blocks`` conv blocks per resolution, widths from
+:func:`channel_widths`; ``model.size`` (tiny / base / large) picks all of these at once (config.py).
 
 * Skip connections come from the input frame ``x_{t-1}`` while it is a context frame; during the
   future steps they stay those of the last context frame (as in SVG), so training (teacher forcing)
@@ -27,13 +30,14 @@ for ``t = 1 .. T-1``::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidpred.config import ModelConfig
+from vidpred.model.blocks import Dynamics, conv_block, gaussian_head, gaussian_kl, reparameterize, stage
 
 
 def to_model_space(frames_uint8: Tensor) -> Tensor:
@@ -54,84 +58,66 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    """3x3 conv -> GroupNorm -> SiLU. GroupNorm is per-sample: no batch statistics, no running buffers."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
-        nn.GroupNorm(math.gcd(c_out, 8), c_out),
-        nn.SiLU(),
-    )
+def channel_widths(cfg: ModelConfig) -> list[int]:
+    """Width per resolution H, H/2, ..., H / 2**levels: doubles twice, then stays (keeps the recurrence affordable)."""
+    return [cfg.channels * 2 ** min(i, 2) for i in range(cfg.levels + 1)]
 
 
 class Encoder(nn.Module):
     """Frame -> (bottleneck features at H / 2**levels, skips at H, H/2, ..., H / 2**(levels-1))."""
 
-    def __init__(self, widths: list[int]):
+    def __init__(self, widths: list[int], blocks: int):
         super().__init__()
-        self.stem = conv_block(3, widths[0])
-        self.down = nn.ModuleList(
-            nn.Sequential(conv_block(widths[i], widths[i + 1], stride=2), conv_block(widths[i + 1], widths[i + 1]))
-            for i in range(len(widths) - 1)
-        )
+        self.stem = stage(3, widths[0], blocks)
+        self.down = nn.ModuleList(stage(widths[i], widths[i + 1], blocks, stride=2) for i in range(len(widths) - 1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         h = self.stem(x)
         skips = []
-        for stage in self.down:
+        for down in self.down:
             skips.append(h)
-            h = stage(h)
+            h = down(h)
         return h, skips
 
 
-class Decoder(nn.Module):
-    """Bottleneck state + encoder skips -> frame in [-1, 1] (U-Net style: upsample, concat skip, conv)."""
+def warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Backward-warp ``image`` [N, C, H, W] by ``flow`` [N, 2, H, W] in pixels (dx, dy), bilinear, border pad."""
+    n, _, h, w = image.shape
+    identity = torch.eye(2, 3, dtype=image.dtype, device=image.device).expand(n, 2, 3)
+    grid = F.affine_grid(identity, [n, 1, h, w], align_corners=False)
+    offset = flow.permute(0, 2, 3, 1) * torch.tensor([2.0 / w, 2.0 / h], dtype=image.dtype, device=image.device)
+    return F.grid_sample(image, grid + offset, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def __init__(self, widths: list[int]):
+
+class Decoder(nn.Module):
+    """Bottleneck state + encoder skips + the previous frame -> the next frame in [-1, 1].
+
+    U-Net style (upsample, concat skip, convs), then a head with three outputs, composited as in SAVP:
+    ``mask * warp(previous frame, flow) + (1 - mask) * tanh(rgb)``. The head starts at flow 0 and mask
+    ~0.99 (sigmoid(5)): an untrained model is nearly copy-last-frame and learns motion and new content
+    from there (with a ~0.95 start a 4-minute CPU benchmark run only tied copy-last; with ~0.99 it led).
+    """
+
+    MASK_BIAS = 5.0
+
+    def __init__(self, widths: list[int], blocks: int):
         super().__init__()
         levels = range(len(widths) - 2, -1, -1)  # coarse to fine
         self.up = nn.ModuleList(
             nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_block(widths[i + 1], widths[i])) for i in levels
         )
-        self.fuse = nn.ModuleList(conv_block(2 * widths[i], widths[i]) for i in levels)
-        self.out = nn.Conv2d(widths[0], 3, 3, padding=1)
+        self.fuse = nn.ModuleList(stage(2 * widths[i], widths[i], blocks) for i in levels)
+        self.out = nn.Conv2d(widths[0], 3 + 2 + 1, 3, padding=1)  # rgb, flow (dx, dy), mask logit
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.copy_(torch.tensor([0.0] * 5 + [self.MASK_BIAS]))
 
-    def forward(self, h: Tensor, skips: list[Tensor]) -> Tensor:
+    def forward(self, h: Tensor, skips: list[Tensor], previous: Tensor) -> Tensor:
         for up, fuse, skip in zip(self.up, self.fuse, reversed(skips)):
             h = fuse(torch.cat([up(h), skip], dim=1))
-        return torch.tanh(self.out(h))
-
-
-class ConvGRUCell(nn.Module):
-    """GRU on feature maps: h' = (1 - u) * h + u * tanh(W [x, r * h])."""
-
-    def __init__(self, c_in: int, c_hidden: int):
-        super().__init__()
-        self.gates = nn.Conv2d(c_in + c_hidden, 2 * c_hidden, 3, padding=1)
-        self.candidate = nn.Conv2d(c_in + c_hidden, c_hidden, 3, padding=1)
-
-    def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        r, u = torch.sigmoid(self.gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
-        c = torch.tanh(self.candidate(torch.cat([x, r * h], dim=1)))
-        return (1 - u) * h + u * c
-
-
-def gaussian_head(c_in: int, c_hidden: int, z_channels: int) -> nn.Sequential:
-    """Features -> [mu, logvar] maps. The last conv starts at zero: prior = posterior = N(0, I), KL = 0."""
-    head = nn.Sequential(conv_block(c_in, c_hidden), nn.Conv2d(c_hidden, 2 * z_channels, 3, padding=1))
-    nn.init.zeros_(head[-1].weight)
-    nn.init.zeros_(head[-1].bias)
-    return head
-
-
-def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-    """z = mu + std * eps with std = exp(0.5 * logvar)."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-
-def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
-    """KL(N(mu_q, var_q) || N(mu_p, var_p)) in closed form, summed over channels and pixels, mean over batch."""
-    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0)
-    return kl.flatten(1).sum(1).mean()
+        rgb, flow, mask = self.out(h).split([3, 2, 1], dim=1)
+        mask = torch.sigmoid(mask)
+        return mask * warp(previous, flow) + (1 - mask) * torch.tanh(rgb)
 
 
 @dataclass
@@ -146,14 +132,13 @@ class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg.model_copy()  # own copy: later edits to the caller's config cannot desync the checks
-        # Channel width per resolution: full, /2, /4, ... ; doubles twice then stays (keeps the GRU small).
-        widths = [cfg.channels * 2 ** min(i, 2) for i in range(cfg.levels + 1)]
+        widths = channel_widths(cfg)
         d = widths[-1]
-        self.encoder = Encoder(widths)
-        self.prior = gaussian_head(2 * d, d, cfg.z_channels)  # [e_{t-1}, s]
-        self.posterior = gaussian_head(3 * d, d, cfg.z_channels)  # [e_{t-1}, s, e_t]
-        self.cell = ConvGRUCell(d + cfg.z_channels, d)
-        self.decoder = Decoder(widths)
+        self.encoder = Encoder(widths, cfg.blocks)
+        self.prior = gaussian_head(2 * d, d, cfg.z_channels)  # [e_{t-1}, h]
+        self.posterior = gaussian_head(3 * d, d, cfg.z_channels)  # [e_{t-1}, h, e_t]
+        self.dynamics = Dynamics(cfg.rnn, d + cfg.z_channels, d, cfg.rnn_layers)
+        self.decoder = Decoder(widths, cfg.blocks)
 
     def _check_frames(self, frames: Tensor) -> None:
         if frames.ndim != 5 or frames.shape[2] != 3:
@@ -190,17 +175,19 @@ class Generator(nn.Module):
 
         seen = t_total if use_posterior else context  # frames whose ground truth the model may read
         e_seen, skips_seen = self._encode(frames[:, :seen])
-        state = torch.zeros_like(e_seen[:, 0])
+        h = torch.zeros_like(e_seen[:, 0])  # the dynamics' output: what prior, posterior and decoder read
+        states = self.dynamics.zero_state(h)
         preds: list[Tensor] = []
         kls: list[Tensor] = []
         for t in range(1, context + future):  # predict frame t from frames < t
             if t - 1 < seen:
-                e = e_seen[:, t - 1]
+                e, previous = e_seen[:, t - 1], frames[:, t - 1]
             else:
-                e, _ = self.encoder(preds[-1])  # own prediction fed back
+                previous = preds[-1]  # own prediction fed back
+                e, _ = self.encoder(previous)
             if t - 1 < context:
                 skips = [s[:, t - 1] for s in skips_seen]  # afterwards: frozen at the last context frame
-            e_and_state = torch.cat([e, state], dim=1)
+            e_and_state = torch.cat([e, h], dim=1)
             mu_p, logvar_p = self.prior(e_and_state).chunk(2, dim=1)
             if t < seen:
                 mu_q, logvar_q = self.posterior(torch.cat([e_and_state, e_seen[:, t]], dim=1)).chunk(2, dim=1)
@@ -208,9 +195,9 @@ class Generator(nn.Module):
                 kls.append(gaussian_kl(mu_q, logvar_q, mu_p, logvar_p))
             else:
                 z = reparameterize(mu_p, logvar_p)
-            state = self.cell(torch.cat([e, z], dim=1), state)
+            h, states = self.dynamics(torch.cat([e, z], dim=1), states)
             if t >= context:  # context steps only warm up the state; nothing to decode
-                preds.append(self.decoder(state, skips))
+                preds.append(self.decoder(h, skips, previous))
         kl = torch.stack(kls).mean() if kls else frames.new_zeros(())
         return GenOutput(pred=torch.stack(preds, dim=1), kl=kl)
 
@@ -229,3 +216,12 @@ class Generator(nn.Module):
             x = x.unsqueeze(0).expand(samples, *x.shape).flatten(0, 1)  # sample-major: [S*B, ...]
         pred = self(x, context=context, use_posterior=False, future=future).pred
         return pred.unflatten(0, (samples, batch)) if samples > 1 else pred
+
+    def retrodict(self, context_frames: Tensor, pred: Tensor) -> Tensor:
+        """Run time backwards (the optional cycle term): the predicted future, reversed, is the context; the
+        context frames are predicted from the prior, so no ground truth of them leaks in through z.
+
+        context_frames [B, C, 3, H, W], pred [B, F, 3, H, W] -> [B, C, 3, H, W] in forward order. Differentiable.
+        """
+        backwards = torch.cat([context_frames, pred], dim=1).flip(1)
+        return self(backwards, context=pred.shape[1], use_posterior=False).pred.flip(1)
