@@ -29,3 +29,5 @@ TINY_RUN = [
     "--set", "data.batch_size=2", "--set", "train.steps=6", "--set", "train.checkpoint_every=3",
     "--set", "train.log_every=1", "--set", "train.name=tiny",
 ]
+
+from s3server import s3_env, s3_server  # noqa: E402,F401 - fixtures: a real SeaweedFS S3 server (session-wide)

@@ -32,10 +32,22 @@ def test_defaults_are_valid_and_small():
     ("data.width=100", "data.width", "multiple of 8"),
     ("data.uri=/no/such/dir", "data.uri", "does not exist"),
     ("train.cpus_per_worker=0", "train.cpus_per_worker", "greater than 0"),
+    ("model.size=huge", "model.size", "'tiny', 'base' or 'large'"),
+    ("model.rnn=rnn", "model.rnn", "'gru' or 'lstm'"),
+    ("loss.kl_anneal=linear", "loss.kl_anneal_end", "greater than loss.kl_anneal_start"),
+    ("train.val_every=0", "train.val_every", "greater than or equal to 1"),
 ])
 def test_bad_value_names_field_and_allowed(override, field, allowed):
     msg = error_of([override])
     assert field in msg and allowed in msg
+
+
+def test_model_size_preset_fills_what_is_not_given():
+    large = config.load(overrides=["model.size=large"]).model
+    assert large.channels == config.MODEL_SIZES["large"]["channels"] and large.rnn == "lstm"
+    mixed = config.load(overrides=["model.size=base", "model.channels=32"]).model
+    assert mixed.channels == 32 and mixed.blocks == config.MODEL_SIZES["base"]["blocks"]
+    assert config.load().model.size == "tiny"
 
 
 def test_unknown_key_lists_allowed_keys():

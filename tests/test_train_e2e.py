@@ -36,6 +36,11 @@ def test_quickstart_job_trains_checkpoints_and_draws(cli_env, tmp_path):
     shards = sorted(p.name for p in (checkpoint / "g" / "state").iterdir())
     assert any("zero_pp_rank_0" in s for s in shards) and any("zero_pp_rank_1" in s for s in shards), shards
 
+    # validation against copy-last ran at the last step, and rank 0 wrote TensorBoard events under the run dir
+    assert re.search(r"val_psnr=\S+ val_ssim=\S+ val_copy_last_psnr=\S+", out), out[-3000:]
+    events = list((checkpoint.parent / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000, events
+
     png = Path(re.search(r"prediction: (\S+)", out).group(1))
     with Image.open(png) as image:
         image.verify()

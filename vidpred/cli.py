@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 
 from vidpred import config as config_mod
+from vidpred.cluster import commands as cluster_commands
+from vidpred.data import commands as data_commands
 from vidpred.data.sources import DataError
+from vidpred.eval import commands as eval_commands
+from vidpred.train import commands as train_commands
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -28,19 +32,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synth(args: argparse.Namespace) -> int:
-    from vidpred.data.synth import parse_size, synth_dataset
-
-    try:
-        size = parse_size(args.size)
-    except ValueError as exc:
-        raise config_mod.ConfigError(f"--size {args.size!r}: {exc}") from None
-    paths = synth_dataset(args.out, clips=args.clips, seconds=args.seconds, fps=args.fps,
-                          size=size, seed=args.seed, progress=print)
-    print(f"wrote {len(paths)} videos under {Path(args.out) / 'videos'}")
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidpred", description="Dashcam video prediction on Ray + DeepSpeed.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -52,15 +43,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.set_defaults(func=_train)
 
-    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
-    s = data.add_parser("synth", help="write synthetic dashcam clips in BDD100K layout")
-    s.add_argument("out", help="output directory (gets videos/train and videos/val)")
-    s.add_argument("--clips", type=int, default=8, help="train clips (val gets a quarter, at least one)")
-    s.add_argument("--seconds", type=float, default=4.0)
-    s.add_argument("--fps", type=int, default=30)
-    s.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT")
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(func=_synth)
+    train_commands.add_parser(sub)
+    data_commands.add_parser(sub)
+    eval_commands.add_parser(sub)
+    cluster_commands.add_parser(sub)
     return p
 
 

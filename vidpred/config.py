@@ -10,6 +10,7 @@ Sources, later wins: built-in defaults < ``--config FILE.yaml`` < ``--set sectio
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,15 @@ def default_cache_dir() -> Path:
     """Where the synthetic set and local runs live unless told otherwise."""
     env = os.environ.get("VIDPRED_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "vidpred"
+
+
+def parse_bytes(text: str) -> int:
+    """``24GiB``, ``80GB``, ``512MiB``, or a plain byte count → bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)B?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"{text!r}: expected a size such as 24GiB, 80GB or 512MiB")
+    base = 1024 if m.group(3) or not m.group(2) else 1000
+    return int(float(m.group(1)) * base ** "_KMGT".index(m.group(2).upper() or "_"))
 
 
 class ConfigError(ValueError):
@@ -50,6 +60,13 @@ class DataConfig(_Section):
     future: int = Field(4, ge=1, le=64, description="frames the model predicts")
     stride: int = Field(4, ge=1, le=10_000, description="frames (at the training fps) between clip starts")
     batch_size: int = Field(4, ge=1, le=4096, description="clips per worker per step")
+    s3_endpoint: str | None = Field(
+        None, description="S3 endpoint URL, e.g. http://127.0.0.1:8333; None: AWS_ENDPOINT_URL or AWS itself")
+    s3_max_attempts: int = Field(10, ge=1, le=100, description="tries per S3 request (backoff with jitter)")
+    probe: Literal["full", "header"] = Field(
+        "full", description="check of every video before training: full = header + first frame + last second "
+        "(catches truncation; ~0.5-1 MB read per video), header = the container header only")
+    probe_threads: int = Field(16, ge=1, le=512, description="parallel checks of the videos before training")
 
     @field_validator("uri")
     @classmethod
@@ -67,12 +84,37 @@ class DataConfig(_Section):
         return self.context + self.future
 
 
+# What ``model.size`` fills in (every key not given explicitly). Generator / discriminator parameters:
+# tiny 0.66 M / 0.24 M (CI), base 25.8 M / 3.8 M, large 335 M / 15 M (the one meant to need ZeRO on a 24 GB GPU
+# at 256x256: see docs/model.md). Counts with the clip discriminator on, as printed at the start of a run.
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(channels=16, z_channels=8, levels=3, blocks=1, rnn="gru", rnn_layers=1, d_channels=16),
+    "base": dict(channels=72, z_channels=16, levels=3, blocks=2, rnn="lstm", rnn_layers=2, d_channels=64),
+    "large": dict(channels=208, z_channels=32, levels=4, blocks=3, rnn="lstm", rnn_layers=2, d_channels=128),
+}
+
+
 class ModelConfig(_Section):
+    size: Literal["tiny", "base", "large"] = Field(
+        "tiny", description="preset: fills every model key below that is not given explicitly (MODEL_SIZES)")
     channels: int = Field(16, ge=4, le=1024, description="generator base channels")
     z_channels: int = Field(8, ge=1, le=512, description="latent map channels")
     levels: int = Field(3, ge=1, le=6, description="stride-2 stages; height and width must be multiples of 2**levels")
+    blocks: int = Field(1, ge=1, le=8, description="conv blocks per resolution in encoder and decoder")
+    rnn: Literal["gru", "lstm"] = Field("gru", description="recurrent cell of the latent dynamics")
+    rnn_layers: int = Field(1, ge=1, le=8, description="stacked recurrent cells")
     d_channels: int = Field(16, ge=4, le=1024, description="discriminator base channels")
+    clip_discriminator: bool = Field(True, description="add the spatio-temporal (3D conv) clip discriminator")
+    spectral_norm: bool = Field(False, description="spectral norm on the discriminators' convs (then no GroupNorm)")
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_size(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        preset = MODEL_SIZES.get(data.get("size", "tiny"))
+        return data if preset is None else {**preset, **data}  # an unknown size fails on the field itself
 
     @property
     def spatial_multiple(self) -> int:
@@ -84,6 +126,19 @@ class LossConfig(_Section):
     w_kl: float = Field(allow_inf_nan=False, default=1e-3, ge=0, description="KL(posterior || learned prior) weight")
     w_adv: float = Field(allow_inf_nan=False, default=1e-2, ge=0, description="adversarial (generator side) weight")
     w_feat: float = Field(allow_inf_nan=False, default=1e-1, ge=0, description="discriminator feature-matching weight")
+    w_cycle: float = Field(allow_inf_nan=False, default=0.0, ge=0,
+                           description="optional fifth term: L1 of the context predicted backwards from the prediction")
+    kl_anneal: Literal["none", "linear"] = Field(
+        "none", description="linear: the KL weight ramps from 0 at kl_anneal_start to w_kl at kl_anneal_end (steps)")
+    kl_anneal_start: int = Field(0, ge=0, le=100_000_000)
+    kl_anneal_end: int = Field(0, ge=0, le=100_000_000)
+
+    @model_validator(mode="after")
+    def _anneal_range(self) -> "LossConfig":
+        if self.kl_anneal == "linear" and self.kl_anneal_end <= self.kl_anneal_start:
+            raise ValueError(f"loss.kl_anneal_end = {self.kl_anneal_end}: must be greater than loss.kl_anneal_start "
+                             f"= {self.kl_anneal_start} when loss.kl_anneal is linear")
+        return self
 
 
 class TrainConfig(_Section):
@@ -93,7 +148,13 @@ class TrainConfig(_Section):
         description="fractional on purpose: whole-CPU workers on a small box leave Ray Data nothing and hang")
     gpus_per_worker: float = Field(1.0, ge=0, le=16, description="used only when use_gpu")
     use_gpu: bool = False
-    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage for both engines")
+    zero_stage: int | Literal["auto"] = Field(
+        2, description="DeepSpeed ZeRO stage 0-3 for both engines, or auto: the memory planner picks the cheapest "
+        "stage/offload that fits train.device_memory (vidpred plan shows its table)")
+    offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer states and step on the CPU (stage ≥ 1)")
+    device_memory: str | None = Field(
+        None, description="memory per device for zero_stage=auto, e.g. 24GiB; None: the GPU's, or host RAM / workers")
+    grad_accum: int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp16 is not offered: it fails on CPU")
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)
@@ -105,6 +166,30 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0)
     storage_path: str | None = Field(None, description="local dir or s3:// URI for runs; None: <cache_dir>/runs")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="run name; None: vidpred-<time>")
+    val_every: int = Field(30, ge=1, description="steps between validations (PSNR/SSIM vs copy-last, TensorBoard grid)")
+    val_clips: int = Field(8, ge=1, le=10_000, description="validation clips (the first of the val split)")
+    tensorboard: bool = Field(True, description="rank 0 writes TensorBoard events under <run dir>/tensorboard")
+
+    @field_validator("zero_stage")
+    @classmethod
+    def _stage_range(cls, v: int | str) -> int | str:
+        if v != "auto" and not 0 <= v <= 3:
+            raise ValueError("must be 0, 1, 2, 3 or auto")
+        return v
+
+    @field_validator("device_memory")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_bytes(v)
+        return v
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> "TrainConfig":
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("train.offload_optimizer needs train.zero_stage 1, 2, 3 or auto (ZeRO-0 keeps the "
+                             "optimizer on the device)")
+        return self
 
 
 class Config(_Section):

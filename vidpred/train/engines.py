@@ -1,4 +1,5 @@
-"""DeepSpeed engines for the generator and the discriminator: separate optimizers, same ZeRO stage."""
+"""DeepSpeed engines for the generator and the discriminator: separate optimizers, same ZeRO stage; and a
+single-process stand-in with the same interface (tests, the quality benchmark)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ def ds_config(cfg: Config) -> dict[str, Any]:
     t = cfg.train
     return {
         "train_micro_batch_size_per_gpu": cfg.data.batch_size,
-        "gradient_accumulation_steps": 1,
+        "gradient_accumulation_steps": t.grad_accum,
         "gradient_clipping": t.grad_clip,
-        "zero_optimization": {"stage": t.zero_stage},
+        "zero_optimization": {"stage": t.zero_stage,
+                              **({"offload_optimizer": {"device": "cpu"}} if t.offload_optimizer else {})},
+        # offload with a client torch optimizer (AdamW below) is allowed only with this off
+        "zero_force_ds_cpu_optimizer": False,
         "bf16": {"enabled": t.precision == "bf16"},
         "steps_per_print": 2**31 - 1,  # vidpred logs its own progress
         "wall_clock_breakdown": False,
@@ -35,3 +39,42 @@ def _engine(module: torch.nn.Module, lr: float, cfg: Config):
 def build_engines(generator: torch.nn.Module, discriminator: torch.nn.Module, cfg: Config):
     """(G engine, D engine). torch.distributed must already be up (Ray Train does it)."""
     return _engine(generator, cfg.train.lr_g, cfg), _engine(discriminator, cfg.train.lr_d, cfg)
+
+
+class LocalEngine:
+    """A single-process stand-in for a DeepSpeed engine with the interface :func:`vidpred.train.step.gan_step`
+    and the monitor use (call, ``backward``, ``step``, ``module``, ``device``, ``get_lr``, ``bfloat16_enabled``).
+
+    For tests and the quality benchmark: the same GAN step, optimizer (AdamW, betas 0.5/0.999) and
+    gradient clipping, without a process group or DeepSpeed.
+    """
+
+    def __init__(self, module: torch.nn.Module, lr: float, grad_clip: float = 0.0, device: str = "cpu"):
+        self.module = module.to(device)
+        self.device = torch.device(device)
+        self.grad_clip = grad_clip
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=0.0)
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def get_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def bfloat16_enabled(self) -> bool:
+        return False
+
+
+def local_engines(generator: torch.nn.Module, discriminator: torch.nn.Module, cfg: Config, device: str = "cpu"):
+    """(G, D) :class:`LocalEngine` pair with the run's learning rates and clipping."""
+    t = cfg.train
+    return LocalEngine(generator, t.lr_g, t.grad_clip, device), LocalEngine(discriminator, t.lr_d, t.grad_clip, device)

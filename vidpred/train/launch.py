@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidpred.config import Config, ConfigError, is_remote_uri
-from vidpred.data.pipeline import build_dataset, videos_or_fail
-from vidpred.data.sources import join
+from vidpred.data.pipeline import build_dataset
+from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log, training_summary
+from vidpred.data.sources import join, list_videos
 from vidpred.train.loop import train_loop_per_worker
+from vidpred.train.plan import resolve_auto
 
 
 @dataclass
@@ -25,6 +27,7 @@ class TrainResult:
     dataset: str          # the dataset URI trained on
     checkpoint: object    # ray.train.Checkpoint of the last step
     metrics: dict
+    data_summary: str | None = None  # URI of the run's data_summary.json (usable and skipped files)
 
     @property
     def checkpoint_uri(self) -> str:
@@ -93,8 +96,16 @@ def check_room_for_data(cfg: Config) -> None:
             f"{total_cpus - DECODE_TASK_CPUS:g} (fractional CPUs are fine)")
 
 
-def trainer_for(cfg: Config, root: str, name: str, storage: str):
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+def val_dataset(cfg: Config, root: str) -> dict:
+    """The first ``train.val_clips`` clips of the val split, for validation during training (none: no split)."""
+    if not list_videos(root, "val", cfg.data):
+        return {}
+    return {"val": build_dataset(cfg.data, root, "val").limit(cfg.train.val_clips)}
+
+
+def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSummary | None = None,
+                skip_log=None):
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     t = cfg.train
@@ -107,25 +118,31 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str):
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=storage,
                              checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints)),
-        datasets={"train": build_dataset(cfg.data, root, "train", seed=t.seed)},
+        datasets={"train": build_dataset(cfg.data, root, "train", seed=t.seed, skip_log=skip_log,
+                                         uris=[v.uri for v in data.usable("train")] if data else None),
+                  **val_dataset(cfg, root)},
+        dataset_config=DataConfig(datasets_to_split=["train"]),  # every worker validates on the same clips
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
     )
 
 
 def train(cfg: Config) -> TrainResult:
     """Train on the configured data; returns the run and its last checkpoint."""
+    cfg = resolve_auto(cfg)  # zero_stage: auto → the planner's pick, or a refusal before anything starts
     root = dataset_root(cfg)
-    videos_or_fail(cfg.data, root, "train")  # fail here, before any Ray resource is claimed
+    data = training_summary(cfg.data, root)  # probes every file; fails here, before any Ray resource is claimed
     storage, name = storage_path(cfg), run_name(cfg)
     init_ray()
     check_room_for_data(cfg)
     print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
           f"{cfg.train.steps} steps, data {root}", flush=True)
-    result = trainer_for(cfg, root, name, storage).fit()
+    skip_log = start_skip_log(name, data)
+    result = trainer_for(cfg, root, name, storage, data, skip_log).fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {name} finished without a checkpoint")
+    summary_uri = finish_run_summary(data, skip_log, join(storage, name), cfg.data)
     return TrainResult(name=name, run_dir=join(storage, name), dataset=root, checkpoint=result.checkpoint,
-                       metrics=dict(result.metrics or {}))
+                       metrics=dict(result.metrics or {}), data_summary=summary_uri)
 
 
 def preview_path(cfg: Config, result: TrainResult) -> Path:

@@ -17,9 +17,11 @@ import ray.train
 import torch
 
 from vidpred.config import Config
-from vidpred.model import FrameDiscriminator, Generator, count_parameters
+from vidpred.data.report import run_data_metrics
+from vidpred.model import Discriminators, Generator, count_parameters
 from vidpred.train import checkpoint
 from vidpred.train.engines import build_engines
+from vidpred.train.monitor import Monitor
 from vidpred.train.step import gan_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
@@ -41,12 +43,13 @@ class Trainer:
 
     def build(self) -> None:
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank
-        generator, discriminator = Generator(self.cfg.model), FrameDiscriminator(self.cfg.model)
+        generator, discriminator = Generator(self.cfg.model), Discriminators(self.cfg.model)
         self.log(f"generator {count_parameters(generator):,} params, "
-                 f"discriminator {count_parameters(discriminator):,} params, "
+                 f"discriminators ({'+'.join(discriminator.names)}) {count_parameters(discriminator):,} params, "
                  f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, "
                  f"{self.ctx.get_world_size()} workers")
         self.g_eng, self.d_eng = build_engines(generator, discriminator, self.cfg)
+        self.monitor = Monitor(self.cfg, self.ctx)  # TensorBoard (rank 0) and validation
 
     def restore(self) -> None:
         ckpt = ray.train.get_checkpoint()
@@ -78,6 +81,7 @@ class Trainer:
         if not with_checkpoint:
             ray.train.report(metrics)
             return
+        metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         tmp = checkpoint.save(self.g_eng, self.d_eng, self.step, self.cfg, self.rank)
         with tmp:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name))
@@ -87,14 +91,14 @@ class Trainer:
         started = time.perf_counter()
         batches = self.batches()
         while self.step < t.steps:
-            losses = gan_step(self.g_eng, self.d_eng, next(batches), self.cfg)
+            losses = gan_step(self.g_eng, self.d_eng, next(batches), self.cfg, step=self.step)
             self.step += 1
             if not all(torch.isfinite(torch.tensor(list(losses.values())))):
                 self.log(f"step {self.step}: non-finite loss {losses}")
-            metrics = {"step": self.step, **losses}
+            metrics = {"step": self.step, **losses, **self.monitor.after_step(self.step, losses, self.g_eng, self.d_eng)}
             if self.step % t.log_every == 0 or self.step == t.steps:
                 rate = self.step / (time.perf_counter() - started)
-                shown = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+                shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "step")
                 self.log(f"step {self.step}/{t.steps} {shown} ({rate:.2f} steps/s)")
             self.report(metrics, self.step % t.checkpoint_every == 0 or self.step == t.steps)
 
@@ -112,5 +116,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     trainer.build()
     trainer.restore()
     trainer.fit()
+    trainer.monitor.close()
     if torch.distributed.is_initialized():
         torch.distributed.barrier()

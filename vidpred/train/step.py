@@ -2,7 +2,8 @@
 
 The order is the one that survives ZeRO-2/3 with two engines (see STACK.md, DeepSpeed#4923/#3472):
 one D forward per D backward on ``cat([real, fake.detach()])``; then G's loss goes through D's *raw
-module* with D's parameters frozen, never through D's engine.
+module* with D's parameters frozen, never through D's engine. D is :class:`vidpred.model.Discriminators`:
+the frame and the clip discriminator in one module, so one engine and one optimizer serve both.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from vidpred.config import Config
-from vidpred.model import d_loss, generator_loss, to_model_space
+from vidpred.model import discriminator_loss, generator_loss, split_real_fake, to_model_space
 
 
 def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
@@ -18,19 +19,27 @@ def _set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config) -> dict[str, float]:
-    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term."""
-    kind = cfg.model.gan_loss
-    context = cfg.data.context
-    frames = to_model_space(batch).to(device=g_eng.device, dtype=_dtype(g_eng))
+def _fp32(tensors):
+    """Tensors, or (nested) lists of them, as float32: the losses are computed in fp32 under bf16 too."""
+    return tensors.float() if isinstance(tensors, torch.Tensor) else [_fp32(t) for t in tensors]
 
-    out = g_eng(frames, context)
-    target = frames[:, context:]
-    real, fake = target.flatten(0, 1), out.pred.flatten(0, 1)
 
-    logits, _ = d_eng(torch.cat([real, fake.detach()]))
-    real_logits, fake_logits = logits.float().chunk(2)
-    loss_d = d_loss(real_logits, fake_logits, kind)
+def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0) -> dict[str, float]:
+    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term.
+
+    ``step`` (the optimizer step about to be taken) drives the KL annealing schedule.
+    """
+    kind, context, names = cfg.model.gan_loss, cfg.data.context, d_eng.module.names
+    real = to_model_space(batch).to(device=g_eng.device, dtype=_dtype(g_eng))
+
+    out = g_eng(real, context)
+    fake = torch.cat([real[:, :context], out.pred], dim=1)  # same context, predicted future
+
+    logits, feats = d_eng(torch.cat([real, fake.detach()]), context)
+    # Feature-matching targets: the real half of this pass's features (constants for G). A second, no-grad
+    # raw call of D on the real clips would leave ZeRO-3 parameters marked in use: no backward releases them.
+    real_feats = [[f.chunk(2)[0].detach() for f in per_d] for per_d in feats]
+    loss_d, d_terms = discriminator_loss(*split_real_fake(_fp32(logits)), kind, names)
     d_eng.backward(loss_d)
     d_eng.step()
 
@@ -38,17 +47,18 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config) -> dict[str, float]
     try:
         # Under ZeRO-3 the engine's hooks on D's submodules gather each layer's partitioned weights on the
         # raw call too (forward and G's backward through D); wrapping it in GatheredParameters breaks that.
-        fake_logits, fake_feats = d_eng.module(fake)
-        with torch.no_grad():
-            _, real_feats = d_eng.module(real)
-        loss_g, terms = generator_loss(
-            out.pred.float(), target.float(), out.kl.float(), fake_logits.float(),
-            [f.float() for f in real_feats], [f.float() for f in fake_feats], cfg.loss, kind)
+        fake_logits, fake_feats = d_eng.module(fake, context)
+        cycle = None
+        if cfg.loss.w_cycle:  # through the raw module too: one engine forward per engine backward
+            cycle = (g_eng.module.retrodict(real[:, :context], out.pred) - real[:, :context]).abs().mean().float()
+        loss_g, g_terms = generator_loss(
+            out.pred.float(), real[:, context:].float(), out.kl.float(), _fp32(fake_logits),
+            _fp32(real_feats), _fp32(fake_feats), cfg.loss, kind, step=step, cycle=cycle, names=names)
         g_eng.backward(loss_g)
         g_eng.step()
     finally:
         _set_requires_grad(d_eng.module, True)
-    return {**terms, "d_loss": loss_d.item()}
+    return {**g_terms, **d_terms}
 
 
 def _dtype(engine) -> torch.dtype:

@@ -1,0 +1,66 @@
+"""``vidpred plan`` (the memory planner) and ``vidpred export`` (a checkpoint's generator, fp32, no DeepSpeed)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vidpred import config as config_mod
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from vidpred.train import plan
+
+    overrides = list(args.set)
+    if args.model:
+        overrides.append(f"model.size={args.model}")
+    if args.resolution:
+        overrides += [f"data.height={args.resolution}", f"data.width={args.resolution}"]
+    if args.workers:
+        overrides.append(f"train.num_workers={args.workers}")
+    if args.precision:
+        overrides.append(f"train.precision={args.precision}")
+    cfg = config_mod.load(args.config, overrides)
+    try:
+        memory = plan.parse_bytes(args.gpu_mem)
+    except ValueError as exc:
+        raise config_mod.ConfigError(f"--gpu-mem: {exc}") from None
+    world = cfg.train.num_workers
+    g, d = plan.param_counts(cfg)
+    print(f"model {cfg.model.size}: generator {g:,} + discriminators {d:,} params; {cfg.data.height}x{cfg.data.width}, "
+          f"{cfg.data.context}+{cfg.data.future} frames, {cfg.train.precision}, {world} workers, "
+          f"{memory / plan.GiB:.1f} GiB per device")
+    try:
+        chosen = plan.choose(cfg, memory, world)
+    except MemoryError as exc:
+        print(plan.format_table(plan.table(cfg, world), memory))
+        print(f"vidpred plan: {exc}")
+        return 1
+    print(plan.format_table(plan.table(cfg, world), memory, chosen))
+    print(f"chosen at data.batch_size={cfg.data.batch_size}: {chosen.layout}, "
+          f"{chosen.total / plan.GiB:.2f} GiB per device")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vidpred.train.export import export
+
+    out = export(args.checkpoint, args.out)
+    print(f"wrote the fp32 generator of {args.checkpoint} to {out}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("plan", help="per-GPU memory at each ZeRO stage / offload / micro-batch, and the cheapest fit")
+    p.add_argument("--config", help="YAML config (as for train)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--model", help="model.size preset: tiny, base, large")
+    p.add_argument("--resolution", type=int, help="square frame size (data.height = data.width)")
+    p.add_argument("--workers", type=int, help="train.num_workers (devices)")
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--gpu-mem", default="24GiB", help="memory per device, e.g. 24GiB, 80GB")
+    p.set_defaults(func=_plan)
+
+    e = sub.add_parser("export", help="a checkpoint's generator as one fp32 file that loads without DeepSpeed")
+    e.add_argument("checkpoint", help="checkpoint directory (local path or storage URI such as s3://…)")
+    e.add_argument("out", help="output file, e.g. generator.pt")
+    e.set_defaults(func=_export)
