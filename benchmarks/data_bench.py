@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     a = raw_decode(uris, cfg)
     import ray
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR")
     ray.data.DataContext.get_current().enable_progress_bars = False
     ray_path(uris[:1], cfg, args.cpus)                        # warm the workers up
     b, b4 = ray_path(uris, cfg, args.cpus), ray_path(uris * 4, cfg, args.cpus)

@@ -18,7 +18,8 @@ def cli_env(tmp_path):
     env["VIDPRED_CACHE"] = str(tmp_path / "cache")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
-    env.pop("RAY_ADDRESS", None)
+    # A Ray of its own: plain ray.init() would join whatever local cluster started last on this machine.
+    env["RAY_ADDRESS"] = "local"
     return env
 
 

@@ -26,7 +26,7 @@ def test_defaults_are_valid_and_small():
     ("train.num_workers=0", "train.num_workers", "greater than or equal to 1"),
     ("loss.w_kl=-0.5", "loss.w_kl", "greater than or equal to 0"),
     ("loss.w_adv=.nan", "loss.w_adv", "finite"),
-    ("train.zero_stage=4", "train.zero_stage", "less than or equal to 3"),
+    ("train.zero_stage=4", "train.zero_stage", "must be 0, 1, 2, 3 or auto"),
     ("train.precision=fp16", "train.precision", "'fp32' or 'bf16'"),
     ("data.height=60", "data.height", "multiple of 8"),
     ("data.width=100", "data.width", "multiple of 8"),

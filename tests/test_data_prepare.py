@@ -23,7 +23,7 @@ CFG = DataConfig(height=16, width=16, context=2, future=2, stride=2)
 def ray_with_s3(s3_server):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
              runtime_env={"env_vars": s3_server.env()})  # the workers reach S3 as the driver does
     yield ray
     ray.shutdown()

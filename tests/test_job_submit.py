@@ -30,6 +30,7 @@ def ray_head(cli_env):
 
     Token authentication on, as Ray 2.60 does by default: head and client share the token via the env.
     """
+    cli_env.pop("RAY_ADDRESS", None)  # the head is started and addressed explicitly
     cli_env["RAY_AUTH_MODE"] = "token"
     cli_env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
     temp_dir = tempfile.mkdtemp(prefix="/tmp/rayh")  # short: Ray's socket paths must fit 107 bytes
