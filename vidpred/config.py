@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,18 @@ class ModelConfig(_Section):
         return 2 ** self.levels
 
 
+SCHEDULED_WEIGHTS = ("w_rec", "w_kl", "w_adv", "w_feat")
+
+
+class WeightPhase(_Section):
+    """From optimizer step ``step`` on, these loss weights (an unset one keeps its ``loss.w_*`` value)."""
+    step: int = Field(ge=0, le=100_000_000)
+    w_rec: float | None = Field(None, allow_inf_nan=False, ge=0)
+    w_kl: float | None = Field(None, allow_inf_nan=False, ge=0)
+    w_adv: float | None = Field(None, allow_inf_nan=False, ge=0)
+    w_feat: float | None = Field(None, allow_inf_nan=False, ge=0)
+
+
 class LossConfig(_Section):
     w_rec: float = Field(allow_inf_nan=False, default=1.0, ge=0, description="L1 pixel loss weight")
     w_kl: float = Field(allow_inf_nan=False, default=1e-3, ge=0, description="KL(posterior || learned prior) weight")
@@ -132,13 +145,27 @@ class LossConfig(_Section):
         "none", description="linear: the KL weight ramps from 0 at kl_anneal_start to w_kl at kl_anneal_end (steps)")
     kl_anneal_start: int = Field(0, ge=0, le=100_000_000)
     kl_anneal_end: int = Field(0, ge=0, le=100_000_000)
+    schedule: list[WeightPhase] = Field(
+        default_factory=list, description="piecewise-constant weights over training, e.g. a PBT schedule from "
+        "vidpred tune: [{step: 0, w_adv: 0.01}, {step: 200, w_adv: 0.02}]; steps strictly increasing")
 
     @model_validator(mode="after")
     def _anneal_range(self) -> "LossConfig":
         if self.kl_anneal == "linear" and self.kl_anneal_end <= self.kl_anneal_start:
             raise ValueError(f"loss.kl_anneal_end = {self.kl_anneal_end}: must be greater than loss.kl_anneal_start "
                              f"= {self.kl_anneal_start} when loss.kl_anneal is linear")
+        steps = [phase.step for phase in self.schedule]
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"loss.schedule steps {steps}: must be strictly increasing")
         return self
+
+    def at(self, step: int) -> "LossConfig":
+        """The weights in force at optimizer step ``step`` (``schedule`` applied; self when there is none)."""
+        phases = [phase for phase in self.schedule if phase.step <= step]
+        if not phases:
+            return self
+        return self.model_copy(update={k: v for k, v in phases[-1].model_dump(include=set(SCHEDULED_WEIGHTS)).items()
+                                       if v is not None})
 
 
 class TrainConfig(_Section):
@@ -163,8 +190,24 @@ class TrainConfig(_Section):
     log_every: int = Field(5, ge=1)
     checkpoint_every: int = Field(30, ge=1)
     keep_checkpoints: int = Field(2, ge=1, le=1000)
+    max_failures: int = Field(
+        2, ge=-1, le=10_000, description="worker failures (a lost node, a killed process) survived by restarting "
+        "every worker from the last checkpoint (Ray Train's FailureConfig); -1: no limit, 0: the first ends the run")
+    nonfinite_patience: int = Field(
+        3, ge=1, le=100_000, description="steps in a row with a NaN/inf loss (each skipped and counted) after "
+        "which the last checkpoint is restored and both learning rates lowered")
+    nonfinite_lr_factor: float = Field(
+        0.5, gt=0, lt=1, description="what both learning rates are multiplied by at each such restore")
+    nonfinite_max_restores: int = Field(
+        3, ge=0, le=1000, description="restores for non-finite losses before the run stops with an error")
+    deterministic_data: bool = Field(
+        True, description="clips reach each worker in an order fixed by the seed (Ray Data preserve_order), so a "
+        "resumed or restarted run continues the same data stream; false: faster when some files decode slowly")
     seed: int = Field(0, ge=0)
     storage_path: str | None = Field(None, description="local dir or s3:// URI for runs; None: <cache_dir>/runs")
+    init_from: str | None = Field(
+        None, description="checkpoint (local path or s3:// URI) to start from — weights, optimizers and step — when "
+        "the run has none of its own yet (vidpred tune's PBT continues each trial this way)")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="run name; None: vidpred-<time>")
     val_every: int = Field(30, ge=1, description="steps between validations (PSNR/SSIM vs copy-last, TensorBoard grid)")
     val_clips: int = Field(8, ge=1, le=10_000, description="validation clips (the first of the val split)")
@@ -223,13 +266,21 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{field} = {shown!r}: {msg}" if not isinstance(shown, dict) else f"{field}: {msg}"
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = Config
+def _section_model(ann: Any) -> type[BaseModel] | None:
+    """The model inside an annotation: M, M | None, list[M] or dict[str, M]; None when there is none."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    return next(filter(None, map(_section_model, typing.get_args(ann))), None)
+
+
+def _allowed_keys(loc: tuple, model: type[BaseModel] | None = None) -> list[str]:
+    model = model or Config
     for part in loc[:-1]:
-        ann = model.model_fields[part].annotation
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        if part not in model.model_fields:  # a list index or a dict key inside the field before
+            continue
+        model = _section_model(model.model_fields[part].annotation)
+        if model is None:
             return []
-        model = ann
     return list(model.model_fields)
 
 
@@ -238,13 +289,18 @@ def validate(raw: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            line = _describe(err)
-            if err["type"] == "extra_forbidden":
-                line += f"; allowed: {', '.join(_allowed_keys(err['loc']))}"
-            lines.append(line)
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+        raise config_error(exc, Config, "invalid config") from None
+
+
+def config_error(exc: ValidationError, model: type[BaseModel], title: str) -> ConfigError:
+    """A pydantic error as a ConfigError: one line per bad field, unknown keys with the allowed ones."""
+    lines = []
+    for err in exc.errors():
+        line = _describe(err)
+        if err["type"] == "extra_forbidden":
+            line += f"; allowed: {', '.join(_allowed_keys(err['loc'], model))}"
+        lines.append(line)
+    return ConfigError(f"{title}:\n  " + "\n  ".join(lines))
 
 
 def _set_dotted(raw: dict[str, Any], assignment: str) -> None:
@@ -261,21 +317,34 @@ def _set_dotted(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
 
 
-def load(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults < YAML file < ``section.key=value`` overrides; validated."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"--config {str(p)!r}: file does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config {str(p)!r}: not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"--config {str(p)!r}: top level must be a mapping of sections "
-                              f"({', '.join(Config.model_fields)})")
-        raw = loaded or {}
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` laid over it, section by section (nested mappings merge, other values replace)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml_mapping(path: str | os.PathLike, flag: str, of: str = "keys") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; ConfigError naming ``flag`` and the file otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{flag} {str(p)!r}: file does not exist")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{flag} {str(p)!r}: not valid YAML: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{flag} {str(p)!r}: top level must be a mapping of {of}")
+    return loaded or {}
+
+
+def load(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+         base: dict[str, Any] | None = None) -> Config:
+    """Defaults < ``base`` (plain data, e.g. a checkpoint's config) < YAML file < ``section.key=value``
+    overrides; validated."""
+    raw = read_yaml_mapping(path, "--config", f"sections ({', '.join(Config.model_fields)})") if path else {}
+    raw = _merged(base or {}, raw)
     for assignment in overrides:
         _set_dotted(raw, assignment)
     return validate(raw)

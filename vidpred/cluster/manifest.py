@@ -126,16 +126,10 @@ def config_values(config_file: str | os.PathLike | None, experiment_file: str | 
 
 
 def _read_yaml(path: str | os.PathLike, flag: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ClusterError(f"{flag} {str(p)!r}: file does not exist")
     try:
-        loaded = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ClusterError(f"{flag} {str(p)!r}: not valid YAML: {exc}") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ClusterError(f"{flag} {str(p)!r}: the top level must be a mapping")
-    return loaded or {}
+        return config_mod.read_yaml_mapping(path, flag)
+    except config_mod.ConfigError as exc:
+        raise ClusterError(str(exc)) from None
 
 
 def render(name: str, namespace: str = "default", *, values_files: list[str | os.PathLike] = (),
