@@ -4,7 +4,7 @@ optimizer offloaded to the CPU."""
 
 import pytest
 
-from vidpred.train.selfcheck import run
+from zero_harness import run
 
 pytestmark = pytest.mark.slow
 
