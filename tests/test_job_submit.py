@@ -10,12 +10,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from conftest import REPO, TINY_RUN
 
 pytestmark = pytest.mark.slow
+AGENT_DEADLINE_S = 600
 
 
 def free_port() -> int:
@@ -26,7 +29,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def ray_head(cli_env):
-    """``ray start --head`` bound to 127.0.0.1; yields the dashboard (job API) address; stops it after.
+    """``ray start --head`` bound to 127.0.0.1; yields its :class:`Head`; stops it after.
 
     Token authentication on, as Ray 2.60 does by default: head and client share the token via the env.
     """
@@ -44,10 +47,24 @@ def ray_head(cli_env):
                             start_new_session=True)
     try:
         wait_for_port(dash, head)
-        yield f"http://127.0.0.1:{dash}"
+        yield Head(f"http://127.0.0.1:{dash}", temp_dir)
     finally:
         stop_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+class Head(NamedTuple):
+    address: str   # the job API (dashboard) URL
+    temp_dir: str  # its --temp-dir: its logs, shown when a test fails
+
+
+def head_logs(temp_dir: str, tail: int = 3000) -> str:
+    """The end of the head's dashboard, agent and raylet logs: why a job could not be submitted."""
+    parts = []
+    for pattern in ("dashboard.log", "dashboard_agent*.log", "raylet.out"):
+        for path in sorted(Path(temp_dir).glob(f"session_latest/logs/{pattern}")):
+            parts.append(f"\n--- {path.name} ---\n" + path.read_text(errors="replace")[-tail:])
+    return "".join(parts)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -76,15 +93,18 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 def test_ray_job_submit_runs_the_training_job(ray_head, cli_env):
-    cmd = ["ray", "job", "submit", "--address", ray_head, "--working-dir", ".", "--",
+    cmd = ["ray", "job", "submit", "--address", ray_head.address, "--working-dir", ".", "--",
            "vidpred", "train", *TINY_RUN]
-    for _ in range(20):  # the dashboard port opens before its job agent is ready to take a job
+    # The dashboard port opens before the head's job agent has registered; until it has, the job API
+    # answers "No available agent" after waiting 10 s itself. Under CI load the agent took over 4 minutes.
+    deadline = time.monotonic() + AGENT_DEADLINE_S
+    while True:
         proc = subprocess.run(cmd, cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=900)
         out = proc.stdout + proc.stderr
-        if "No available agent to submit job" not in out:
+        if "No available agent to submit job" not in out or time.monotonic() > deadline:
             break
-        time.sleep(3)
-    assert proc.returncode == 0, out[-6000:]
+        time.sleep(5)
+    assert proc.returncode == 0, out[-6000:] + head_logs(ray_head.temp_dir)
     assert re.search(r"Job '\S+' succeeded", out), out[-3000:]
     assert "[vidpred] prediction:" in out
 
@@ -92,6 +112,6 @@ def test_ray_job_submit_runs_the_training_job(ray_head, cli_env):
     # Asked from a fresh process: Ray caches the auth token per process, and this one may hold another.
     code = ("import sys; from ray.job_submission import JobSubmissionClient as C; "
             "print(C(sys.argv[1]).get_job_status(sys.argv[2]))")
-    status = subprocess.run([sys.executable, "-c", code, ray_head, job_id], env=cli_env, capture_output=True,
+    status = subprocess.run([sys.executable, "-c", code, ray_head.address, job_id], env=cli_env, capture_output=True,
                             text=True, timeout=60)
     assert status.stdout.strip() == "SUCCEEDED", status.stdout + status.stderr
