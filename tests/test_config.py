@@ -36,6 +36,11 @@ def test_defaults_are_valid_and_small():
     ("model.rnn=rnn", "model.rnn", "'gru' or 'lstm'"),
     ("loss.kl_anneal=linear", "loss.kl_anneal_end", "greater than loss.kl_anneal_start"),
     ("train.val_every=0", "train.val_every", "greater than or equal to 1"),
+    ("train.max_failures=-2", "train.max_failures", "greater than or equal to -1"),
+    ("train.nonfinite_patience=0", "train.nonfinite_patience", "greater than or equal to 1"),
+    ("train.nonfinite_lr_factor=1", "train.nonfinite_lr_factor", "less than 1"),
+    ("train.nonfinite_max_restores=-1", "train.nonfinite_max_restores", "greater than or equal to 0"),
+    ("train.grad_accum=4", "train.checkpoint_every", "multiple of train.grad_accum = 4"),
 ])
 def test_bad_value_names_field_and_allowed(override, field, allowed):
     msg = error_of([override])

@@ -234,6 +234,14 @@ class TrainConfig(_Section):
                              "optimizer on the device)")
         return self
 
+    @model_validator(mode="after")
+    def _checkpoint_on_accumulation_boundary(self) -> "TrainConfig":
+        if self.checkpoint_every % self.grad_accum:
+            raise ValueError(f"train.checkpoint_every = {self.checkpoint_every}: must be a multiple of "
+                             f"train.grad_accum = {self.grad_accum} (a checkpoint between the micro-batches of one "
+                             "optimizer step would lose the gradients accumulated so far)")
+        return self
+
 
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)

@@ -101,9 +101,10 @@ def generator_loss(
     the logits may be None when w_adv == 0, the features when w_feat == 0, ``cycle`` when w_cycle == 0.
     The dict holds every unweighted term ("rec", "kl", "adv", "feat", "cycle" and per discriminator
     "adv_<name>", "feat_<name>"), the KL weight in force ("w_kl") and the weighted total ("g_total").
-    A term not computed reads 0.0. One host sync for all of them.
+    A term not computed reads 0.0. One host sync for all of them. ``w.schedule`` applies at ``step``.
     """
     _check_kind(kind)
+    w = w.at(step)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     zero = pred.new_zeros(())

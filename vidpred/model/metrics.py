@@ -66,6 +66,18 @@ def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     return s.flatten(1).mean(1).reshape(*lead, c).mean(-1).float()
 
 
+def sharpness_ratio(pred: Tensor, truth: Tensor) -> float:
+    """How sharp the predictions are next to the truth: the RMS of the spatial gradients (horizontal and
+    vertical neighbour differences) of ``pred`` over that of ``truth``, any ``[..., H, W]``. 1: as sharp as
+    real frames; below 1 blur, above 1 noise or artefacts. RMS, not the mean absolute gradient: blurring a
+    step edge spreads it over more pixels with the same total |difference|, but lowers the squared ones."""
+    def rms_gradient(x: Tensor) -> Tensor:
+        x = x.double()
+        return ((x.diff(dim=-1).pow(2).mean() + x.diff(dim=-2).pow(2).mean()) / 2).sqrt()
+
+    return float(rms_gradient(pred) / rms_gradient(truth).clamp_min(1e-12))
+
+
 def frame_scores(pred: Tensor, truth: Tensor) -> dict[str, Tensor]:
     """``[..., 3, H, W]`` in [0, 1] -> {"psnr": [...], "ssim": [...]} per image."""
     return {"psnr": psnr(pred, truth), "ssim": ssim(pred, truth)}

@@ -2,7 +2,9 @@
 
 Layout of one checkpoint directory (Ray merges the ranks' uploads into it):
 ``g/`` and ``d/`` (DeepSpeed ``save_checkpoint`` output, all ranks' shards), ``generator.pt`` (fp32
-state dict, loadable without DeepSpeed), ``meta.json`` (step, config).
+state dict, loadable without DeepSpeed), ``meta.json`` (step, data position and the other progress
+counters, config). The progress counters also ride in DeepSpeed's ``client_state``, so the engines and
+the counters of a checkpoint always come from the same save.
 """
 
 from __future__ import annotations
@@ -50,26 +52,34 @@ def consolidated_state(engine) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in engine.module.state_dict().items()}
 
 
-def save(g_eng, d_eng, step: int, cfg: Config, rank: int) -> tempfile.TemporaryDirectory:
-    """Write this rank's part of a checkpoint into a fresh temp dir (caller reports, then cleans up)."""
+def save(g_eng, d_eng, step: int, cfg: Config, rank: int,
+         progress: dict[str, Any] | None = None) -> tempfile.TemporaryDirectory:
+    """Write this rank's part of a checkpoint into a fresh temp dir (caller reports, then cleans up).
+
+    ``progress``: counters to restore with the step (plain JSON values: data position, non-finite counts)."""
     tmp = tempfile.TemporaryDirectory(prefix="vidpred-ckpt-")
     root = Path(tmp.name)
-    g_eng.save_checkpoint(str(root / "g"), tag=TAG, client_state={"step": step})
-    d_eng.save_checkpoint(str(root / "d"), tag=TAG, client_state={"step": step})
+    state = {**(progress or {}), "step": step}
+    g_eng.save_checkpoint(str(root / "g"), tag=TAG, client_state=state)
+    d_eng.save_checkpoint(str(root / "d"), tag=TAG, client_state=state)
     generator = consolidated_state(g_eng)
     if rank == 0:
         atomic_write_bytes(root / GENERATOR_FILE, lambda p: torch.save(generator, p))
-        meta = {"step": step, "config": cfg.model_dump(mode="json")}
+        meta = {**state, "config": cfg.model_dump(mode="json")}
         atomic_write_bytes(root / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return tmp
 
 
-def restore(g_eng, d_eng, directory: str | os.PathLike) -> int:
-    """Load both engines (weights, optimizer, scheduler) from a checkpoint dir; returns its step."""
+def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:
+    """Load both engines (weights, optimizer, LR scheduler) from a checkpoint dir; returns its progress
+    counters: at least ``step``, and whatever :func:`save` was given (older checkpoints: step only)."""
     root = Path(directory)
-    _, g_state = g_eng.load_checkpoint(str(root / "g"), tag=TAG)
-    d_eng.load_checkpoint(str(root / "d"), tag=TAG)
-    return int((g_state or {}).get("step", 0))
+    path, g_state = g_eng.load_checkpoint(str(root / "g"), tag=TAG)
+    d_path, _ = d_eng.load_checkpoint(str(root / "d"), tag=TAG)
+    if path is None or d_path is None:
+        raise FileNotFoundError(f"{directory}: no DeepSpeed checkpoint under g/{TAG} and d/{TAG}")
+    state = {k: v for k, v in (g_state or {}).items() if isinstance(v, (int, float, str))}
+    return {**state, "step": int(state.get("step", 0))}
 
 
 def read_meta(directory: str | os.PathLike) -> dict[str, Any]:

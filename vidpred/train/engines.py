@@ -10,6 +10,13 @@ import torch
 from vidpred.config import Config
 
 
+DS_BUCKET_ELEMENTS = int(5e8)  # DeepSpeed's default reduce_bucket_size / allgather_bucket_size
+# On CPU workers (gloo): no copy of every gradient into a contiguous bucket (it buys GPUs less fragmentation,
+# on a CPU it is one more pass over all gradients), and all-reduce rather than reduce-scatter, which gloo
+# lacks (DeepSpeed falls back to one reduce per rank). Measured by benchmarks/zero_bench.py (docs/training.md).
+CPU_ZERO = {"contiguous_gradients": False, "reduce_scatter": False}
+
+
 def ds_config(cfg: Config) -> dict[str, Any]:
     """The DeepSpeed config both engines share (each gets its own optimizer)."""
     t = cfg.train
@@ -17,7 +24,7 @@ def ds_config(cfg: Config) -> dict[str, Any]:
         "train_micro_batch_size_per_gpu": cfg.data.batch_size,
         "gradient_accumulation_steps": t.grad_accum,
         "gradient_clipping": t.grad_clip,
-        "zero_optimization": {"stage": t.zero_stage,
+        "zero_optimization": {"stage": t.zero_stage, **({} if t.use_gpu else CPU_ZERO),
                               **({"offload_optimizer": {"device": "cpu"}} if t.offload_optimizer else {})},
         # offload with a client torch optimizer (AdamW below) is allowed only with this off
         "zero_force_ds_cpu_optimizer": False,
@@ -32,7 +39,14 @@ def _engine(module: torch.nn.Module, lr: float, cfg: Config):
 
     # betas (0.5, 0.999): the usual GAN choice; a client torch optimizer works at every ZeRO stage.
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=0.0)
-    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=ds_config(cfg))
+    config = ds_config(cfg)
+    # DeepSpeed allocates its gradient-reduction bucket at the full reduce_bucket_size (default 5e8 elements,
+    # 2 GB in fp32) whatever the model's size; capped at the module's parameter count, as vidpred plan
+    # counts it. Results do not change: every gradient element is reduced once, whatever the bucket.
+    n_params = sum(p.numel() for p in module.parameters())
+    config["zero_optimization"].update(reduce_bucket_size=min(DS_BUCKET_ELEMENTS, n_params),
+                                       allgather_bucket_size=min(DS_BUCKET_ELEMENTS, n_params))
+    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=config)
     return engine
 
 

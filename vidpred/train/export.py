@@ -35,7 +35,10 @@ def export(checkpoint: str, out: str | os.PathLike) -> Path:
     """Write the generator of ``checkpoint`` (local dir or a storage URI such as s3://…) to ``out``."""
     from ray.train import Checkpoint
 
-    with Checkpoint(checkpoint).as_directory() as directory:
+    from vidpred.train.resume import location
+
+    path, fs = location(checkpoint)
+    with Checkpoint(path, filesystem=fs).as_directory() as directory:
         meta = read_meta(directory)
         payload = {"format": FORMAT, "step": meta["step"], "config": meta["config"],
                    "state_dict": fp32_generator_state(directory)}

@@ -18,6 +18,7 @@ from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log,
 from vidpred.data.sources import join, list_videos
 from vidpred.train.loop import train_loop_per_worker
 from vidpred.train.plan import resolve_auto
+from vidpred.train.resume import TrainData, announce_resume, location
 
 
 @dataclass
@@ -104,11 +105,15 @@ def val_dataset(cfg: Config, root: str) -> dict:
 
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSummary | None = None,
-                skip_log=None):
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+                skip_log=None, callbacks: list | None = None):
+    """The TorchTrainer of one run; ``callbacks`` are Ray Train callbacks (vidpred tune passes its reporter)."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     t = cfg.train
+    ingest = DataConfig.default_ingest_options()
+    ingest.preserve_order = t.deterministic_data  # clip order fixed by the seed: resume continues the same stream
+    storage_at, storage_fs = location(storage, cfg.data)  # s3:// through vidpred's resolver, as the data
     resources = {"CPU": t.cpus_per_worker}
     if t.use_gpu:
         resources["GPU"] = t.gpus_per_worker
@@ -116,12 +121,14 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
         train_loop_per_worker,
         train_loop_config=cfg.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=storage,
-                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints)),
-        datasets={"train": build_dataset(cfg.data, root, "train", seed=t.seed, skip_log=skip_log,
-                                         uris=[v.uri for v in data.usable("train")] if data else None),
+        run_config=RunConfig(name=name, storage_path=storage_at, storage_filesystem=storage_fs, callbacks=callbacks,
+                             checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
+                             failure_config=FailureConfig(max_failures=t.max_failures)),
+        datasets={"train": TrainData(cfg, root, join(storage, name), skip_log=skip_log,
+                                     uris=[v.uri for v in data.usable("train")] if data else None),
                   **val_dataset(cfg, root)},
-        dataset_config=DataConfig(datasets_to_split=["train"]),  # every worker validates on the same clips
+        # every worker validates on the same clips
+        dataset_config=DataConfig(datasets_to_split=["train"], execution_options={"train": ingest}),
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
     )
 
@@ -129,9 +136,10 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
 def train(cfg: Config) -> TrainResult:
     """Train on the configured data; returns the run and its last checkpoint."""
     cfg = resolve_auto(cfg)  # zero_stage: auto → the planner's pick, or a refusal before anything starts
+    storage, name = storage_path(cfg), run_name(cfg)
+    announce_resume(cfg, join(storage, name))  # same name and storage: Ray Train continues the run
     root = dataset_root(cfg)
     data = training_summary(cfg.data, root)  # probes every file; fails here, before any Ray resource is claimed
-    storage, name = storage_path(cfg), run_name(cfg)
     init_ray()
     check_room_for_data(cfg)
     print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "

@@ -13,7 +13,7 @@ import torch
 
 from vidpred.config import Config
 from vidpred.model import to_model_space, to_uint8
-from vidpred.model.metrics import score_clips, summarize
+from vidpred.model.metrics import score_clips, sharpness_ratio, summarize
 from vidpred.train.tensorboard import Board, picture
 
 VAL_DATASET = "val"
@@ -35,7 +35,8 @@ def val_clips(cfg: Config) -> torch.Tensor | None:
 
 @torch.no_grad()
 def validate(generator: torch.nn.Module, clips: torch.Tensor, cfg: Config, device, dtype, seed: int):
-    """(flat metrics {"val_psnr", "val_ssim", "val_copy_last_psnr", "val_copy_last_ssim"}, a CHW uint8 picture)."""
+    """(flat metrics {"val_psnr", "val_ssim", "val_copy_last_psnr", "val_copy_last_ssim", "val_sharpness"},
+    a CHW uint8 picture). ``val_sharpness``: the predictions' RMS gradient over the truth's (1 = as sharp)."""
     c, f = cfg.data.context, cfg.data.future
     frames = to_model_space(clips).to(device=device, dtype=dtype)
     with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
@@ -44,7 +45,8 @@ def validate(generator: torch.nn.Module, clips: torch.Tensor, cfg: Config, devic
     summary = summarize(score_clips(pred.float()[None], frames[:, :c].float(), frames[:, c:].float()))
     model, copy = summary["model"], summary["copy_last"]
     flat = {"val_psnr": model["psnr"]["mean"], "val_ssim": model["ssim"]["mean"],
-            "val_copy_last_psnr": copy["psnr"]["mean"], "val_copy_last_ssim": copy["ssim"]["mean"]}
+            "val_copy_last_psnr": copy["psnr"]["mean"], "val_copy_last_ssim": copy["ssim"]["mean"],
+            "val_sharpness": sharpness_ratio(pred.float(), frames[:, c:].float())}
     image = picture(to_uint8(frames[0, :c]), to_uint8(frames[0, c:]), to_uint8(pred[0]))
     return flat, image
 

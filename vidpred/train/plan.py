@@ -8,7 +8,8 @@ per rank and for both engines (G and D):
   stage 1 partitions the optimizer, stage 2 also the gradients, stage 3 also the parameters;
   offload moves the optimizer partition (and its fp32 work) to host memory;
 * DeepSpeed's communication buckets (stage 1/2: reduce + all-gather buckets; stage 3: prefetch and
-  live-parameter limits), capped by the model size;
+  live-parameter limits and the reduce bucket), capped by the model size (vidpred.train.engines caps
+  DeepSpeed's bucket sizes so);
 * activations, measured — not guessed — by running the real training forward passes on the ``meta``
   device at the target resolution and summing what autograd saves for backward (no memory is used),
   plus a measured slack for backward's transient buffers (``ACTIVATION_SLACK``);
@@ -127,7 +128,8 @@ def bucket_bytes(n_params: int, stage: int, bf16: bool) -> int:
     if stage in (1, 2):
         return 2 * min(BUCKET_ELEMENTS, n_params) * p_bytes
     if stage == 3:
-        return (min(STAGE3_PREFETCH_ELEMENTS, n_params) + min(STAGE3_LIVE_ELEMENTS, n_params)) * p_bytes
+        return (min(STAGE3_PREFETCH_ELEMENTS, n_params) + min(STAGE3_LIVE_ELEMENTS, n_params)
+                + min(BUCKET_ELEMENTS, n_params)) * p_bytes  # + the reduce bucket, allocated at init
     return 0
 
 

@@ -4,9 +4,16 @@ The order is the one that survives ZeRO-2/3 with two engines (see STACK.md, Deep
 one D forward per D backward on ``cat([real, fake.detach()])``; then G's loss goes through D's *raw
 module* with D's parameters frozen, never through D's engine. D is :class:`vidpred.model.Discriminators`:
 the frame and the clip discriminator in one module, so one engine and one optimizer serve both.
+
+A non-finite loss skips its engine's backward and optimizer step. The check runs *before* backward and
+every rank takes the same decision (:func:`all_finite` all-reduces a flag): one rank skipping a backward
+that the others run would leave DeepSpeed's gradient collectives waiting forever. A non-finite D loss
+skips G's update too (G's loss goes through the same D and the fake that broke it).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -24,10 +31,21 @@ def _fp32(tensors):
     return tensors.float() if isinstance(tensors, torch.Tensor) else [_fp32(t) for t in tensors]
 
 
-def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0) -> dict[str, float]:
-    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term.
+def all_finite(loss: torch.Tensor) -> bool:
+    """Whether ``loss`` is finite on every rank (one all-reduce of a flag when torch.distributed is up)."""
+    flag = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item() == 1.0)
 
-    ``step`` (the optimizer step about to be taken) drives the KL annealing schedule.
+
+def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
+             finite: Callable[[torch.Tensor], bool] = all_finite) -> dict[str, float]:
+    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term, plus
+    ``skipped_d`` / ``skipped_g`` (1.0 when that engine's update was skipped for a non-finite loss).
+
+    ``step`` (the optimizer step about to be taken) drives the KL annealing schedule; ``finite`` decides,
+    identically on every rank, whether a loss may be back-propagated (default :func:`all_finite`).
     """
     kind, context, names = cfg.model.gan_loss, cfg.data.context, d_eng.module.names
     real = to_model_space(batch).to(device=g_eng.device, dtype=_dtype(g_eng))
@@ -40,6 +58,8 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0) -> d
     # raw call of D on the real clips would leave ZeRO-3 parameters marked in use: no backward releases them.
     real_feats = [[f.chunk(2)[0].detach() for f in per_d] for per_d in feats]
     loss_d, d_terms = discriminator_loss(*split_real_fake(_fp32(logits)), kind, names)
+    if not finite(loss_d):
+        return {**d_terms, "skipped_d": 1.0, "skipped_g": 1.0}
     d_eng.backward(loss_d)
     d_eng.step()
 
@@ -54,11 +74,13 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0) -> d
         loss_g, g_terms = generator_loss(
             out.pred.float(), real[:, context:].float(), out.kl.float(), _fp32(fake_logits),
             _fp32(real_feats), _fp32(fake_feats), cfg.loss, kind, step=step, cycle=cycle, names=names)
-        g_eng.backward(loss_g)
-        g_eng.step()
+        skipped_g = not finite(loss_g)
+        if not skipped_g:
+            g_eng.backward(loss_g)
+            g_eng.step()
     finally:
         _set_requires_grad(d_eng.module, True)
-    return {**g_terms, **d_terms}
+    return {**g_terms, **d_terms, "skipped_d": 0.0, "skipped_g": float(skipped_g)}
 
 
 def _dtype(engine) -> torch.dtype:

@@ -1,0 +1,125 @@
+"""What a worker does about faults: where it is in the data (:class:`Position`), non-finite losses
+(:class:`NonFinitePolicy`), the per-step noise seed that makes a restored run draw the same noise, and two
+test-only hooks.
+
+Non-finite losses: :func:`vidpred.train.step.gan_step` skips the update of an engine whose loss is NaN/inf
+on any rank. After ``train.nonfinite_patience`` such steps in a row the worker restores the last
+checkpoint and multiplies both learning rates by ``train.nonfinite_lr_factor``; after
+``train.nonfinite_max_restores`` restores it gives up with an error. Every rank takes the same decisions
+(the skip flags are all-reduced), so all of them restore together.
+
+Test-only hooks, read from the environment of the worker processes (a local Ray's workers inherit the
+driver's). Never set them outside tests:
+
+``VIDPRED_TEST_KILL=RANK:STEP:MARKER``
+    the worker of rank RANK SIGKILLs its own process right after optimizer step STEP — once: it creates the
+    file MARKER first and does nothing when MARKER exists (the restarted worker passes STEP again).
+``VIDPRED_TEST_NAN=RANK:STEP,STEP,...``
+    rank RANK sees its D loss as NaN at those optimizer steps (1-based, as logged), until the first restore
+    for non-finite losses; the other ranks see their real losses, so the skip must come from agreement.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidpred.config import TrainConfig
+from vidpred.train.step import all_finite
+
+log = logging.getLogger("vidpred.train")
+KILL_ENV, NAN_ENV = "VIDPRED_TEST_KILL", "VIDPRED_TEST_NAN"
+
+
+@dataclass
+class Position:
+    """Where a worker is in its data: the epoch, and how many batches of it it has consumed."""
+    epoch: int = 0
+    batch: int = 0
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "epoch_batches": self.batch}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Position":
+        return cls(int(state.get("epoch", 0)), int(state.get("epoch_batches", 0)))
+
+
+def noise_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of the global torch RNG before optimizer step ``step`` on ``rank``: noise is a function of
+    (seed, rank, step), so a run restored at step k draws what an uninterrupted run draws from k on."""
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
+
+
+class NonFinitePolicy:
+    """Counts skipped steps and decides when to restore; its counters travel in checkpoints."""
+
+    def __init__(self, t: TrainConfig):
+        self.patience, self.factor, self.max_restores = t.nonfinite_patience, t.nonfinite_lr_factor, \
+            t.nonfinite_max_restores
+        self.total = 0        # steps with a skipped update, over the whole run
+        self.streak = 0       # such steps in a row, now
+        self.restores = 0     # restores for non-finite losses so far
+        self.lr_scale = 1.0   # product of the factors applied so far
+
+    def state(self) -> dict[str, Any]:
+        return {"nonfinite_steps": self.total, "nonfinite_restores": self.restores, "lr_scale": self.lr_scale}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.total = int(state.get("nonfinite_steps", 0))
+        self.restores = int(state.get("nonfinite_restores", 0))
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.streak = 0
+
+    def after_step(self, skipped: bool) -> bool:
+        """Record one step; True when it is time to restore (the caller then calls :meth:`restored`)."""
+        self.total += skipped
+        self.streak = self.streak + 1 if skipped else 0
+        if self.streak < self.patience:
+            return False
+        if self.restores >= self.max_restores:
+            raise FloatingPointError(
+                f"{self.streak} steps in a row with a non-finite loss after {self.restores} restores "
+                f"(train.nonfinite_max_restores = {self.max_restores}): giving up")
+        return True
+
+    def restored(self, *engines) -> None:
+        """Count a restore and lower the learning rate of every engine's optimizer by the factor."""
+        self.restores += 1
+        self.streak = 0
+        self.lr_scale *= self.factor
+        for engine in engines:
+            for group in engine.optimizer.param_groups:
+                group["lr"] *= self.factor
+
+
+def _parse(name: str) -> list[str] | None:
+    raw = os.environ.get(name)
+    return raw.split(":", 2) if raw else None
+
+
+def finite_check(rank: int, step: int, restores: int):
+    """The finiteness check for optimizer step ``step`` (1-based): :func:`all_finite`, unless the
+    ``VIDPRED_TEST_NAN`` hook poisons this rank's losses at this step."""
+    hook = _parse(NAN_ENV)
+    if hook and restores == 0 and int(hook[0]) == rank and str(step) in hook[1].split(","):
+        log.warning("[vidpred] %s: rank %d sees a NaN loss at step %d (test hook)", NAN_ENV, rank, step)
+        return lambda loss: all_finite(loss * float("nan"))
+    return all_finite
+
+
+def maybe_kill(rank: int, step: int) -> None:
+    """The ``VIDPRED_TEST_KILL`` hook: SIGKILL this worker process after ``step`` (once, see the module)."""
+    hook = _parse(KILL_ENV)
+    if not hook or int(hook[0]) != rank or int(hook[1]) != step:
+        return
+    marker = Path(hook[2])
+    if marker.exists():
+        return
+    marker.write_text(f"rank {rank} killed itself after step {step}\n")
+    log.warning("[vidpred] %s: rank %d kills its process (pid %d) after step %d", KILL_ENV, rank, os.getpid(), step)
+    os.kill(os.getpid(), signal.SIGKILL)
