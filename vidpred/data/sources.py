@@ -104,6 +104,17 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
+def split_of(uri: str) -> str:
+    """The split a URI of the layout belongs to: ``…/videos|info/<split>/<file>`` or the folder
+    ``…/videos/<split>`` itself; ``""`` for anything else."""
+    parts = uri.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2] in SPLITS and parts[-3] in ("videos", "info"):
+        return parts[-2]
+    if len(parts) >= 2 and parts[-1] in SPLITS and parts[-2] == "videos":
+        return parts[-1]
+    return ""
+
+
 def _uri_prefix(uri: str) -> str:
     scheme, sep, _ = uri.partition("://")
     return f"{scheme}://" if sep and scheme != "file" else ""
