@@ -55,11 +55,13 @@ class Progress:
 
 
 def s3_client(cfg: DataConfig):
+    """A boto3 client from a fresh session: the environment and profile as they are now (boto3's default
+    session caches the config files and credentials it first read)."""
     import boto3
     from botocore.config import Config
 
     retries = {"max_attempts": cfg.s3_max_attempts, "mode": "standard"}
-    return boto3.client("s3", endpoint_url=cfg.s3_endpoint, config=Config(retries=retries))
+    return boto3.session.Session().client("s3", endpoint_url=cfg.s3_endpoint, config=Config(retries=retries))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
