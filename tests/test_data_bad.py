@@ -33,6 +33,16 @@ def mixed_tree(root):
     return expected
 
 
+def add_val(root, good: bool = True):
+    """A val split holding a broken file (and a healthy one when ``good``); returns the skips it adds."""
+    val = root / "videos" / "val"
+    val.mkdir(parents=True)
+    (val / "val_garbage.mov").write_bytes(b"not a video at all" * 100)
+    if good:
+        encode(val / "val_good.mov", seconds(1.6))
+    return {"val_garbage.mov": "not a video"}
+
+
 class Recorder:
     """Stands in for the SkipLog actor handle: ``log.add.remote(skip)``."""
 
@@ -64,11 +74,39 @@ def test_every_kind_of_bad_input_is_skipped_with_its_reason(tmp_path):
 
 
 def test_training_summary_prints_the_account(tmp_path):
-    mixed_tree(tmp_path)
+    expected = mixed_tree(tmp_path)
     lines = []
     summary = training_summary(CFG, str(tmp_path), echo=lines.append)
-    assert "3 usable videos" in lines[0] and f"{len(summary.skipped)} skipped" in lines[0]
+    assert lines[0].startswith("[vidpred] data train: 3 usable videos") and f"{len(expected) - 1} skipped" in lines[0]
+    assert lines[1] == "[vidpred] data val: 0 usable videos (~0 clips), 1 skipped (1 missing split folder)"
+    assert "WARNING: no usable clip under" in lines[2] and "training without validation" in lines[2]
     assert any("random_bytes.mov: not a video" in line for line in lines)
+    assert len(summary.skipped) == len(expected)
+
+
+def test_val_split_is_probed_and_its_bad_files_listed(tmp_path):
+    """Val is surveyed like train: its broken file is counted, listed with its reason and split, and kept out of
+    the usable val videos (the ones validation is built from)."""
+    mixed_tree(tmp_path)
+    add_val(tmp_path)
+    lines = []
+    summary = training_summary(CFG, str(tmp_path), echo=lines.append)
+    assert lines[1] == "[vidpred] data val: 1 usable videos (~7 clips), 1 skipped (1 not a video)"
+    assert not any("WARNING" in line for line in lines)
+    assert any(f"skipped {tmp_path}/videos/val/val_garbage.mov: not a video" in line for line in lines)
+    assert [v.uri.rsplit("/", 1)[-1] for v in summary.usable("val")] == ["val_good.mov"]
+    rows = {row["file"].rsplit("/", 1)[-1]: row for row in json.loads(summary.to_json())["skipped"]}
+    assert rows["val_garbage.mov"]["split"] == "val" and rows["val_garbage.mov"]["reason"] == "not a video"
+    assert rows["random_bytes.mov"]["split"] == "train" and rows["good_b.json"]["split"] == "train"
+
+
+def test_val_without_a_usable_clip_warns_and_does_not_stop_the_run(tmp_path):
+    mixed_tree(tmp_path)
+    add_val(tmp_path, good=False)
+    lines = []
+    summary = training_summary(CFG, str(tmp_path), echo=lines.append)
+    assert summary.usable("val") == [] and len(summary.usable("train")) == 3
+    assert any(f"WARNING: no usable clip under {tmp_path}/videos/val" in line for line in lines)
 
 
 def test_no_usable_clip_stops_with_a_message_naming_the_uri(tmp_path):

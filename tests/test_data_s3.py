@@ -15,7 +15,8 @@ from vidpred.data.decode import READ_BUFFER, decode_frames
 from vidpred.data.pipeline import video_clips
 from vidpred.data.report import survey
 from vidpred.data.sources import DataError, check_root, list_videos, open_input
-from vidpred.data.upload import existing_objects, s3_etag, upload
+from vidpred.data import upload as upload_mod
+from vidpred.data.upload import existing_objects, incomplete_uploads, s3_etag, upload
 
 from s3server import SECRET_KEY
 from test_data_bad import CFG, mixed_tree
@@ -122,6 +123,58 @@ def test_upload_is_multipart_skips_identical_objects_and_resumes(s3_env, tmp_pat
     s3_env.client().delete_object(Bucket=bucket, Key="bdd/videos/train/small1.mov")  # as if interrupted
     resumed = upload(tmp_path, dest, part_size=5 * 2**20, progress=False)
     assert (resumed.uploaded, resumed.skipped) == (2, 2)
+
+
+def unfinished(client, bucket: str, prefix: str) -> list[str]:
+    """Keys with an incomplete multipart upload; skips the test where the server cannot list them."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return sorted(key for key, _ in incomplete_uploads(client, bucket, prefix))
+    except ClientError as exc:
+        pytest.skip(f"this S3 server does not support ListMultipartUploads ({exc}): the cleanup cannot be checked")
+
+
+def big_file(root, mib: int = 11):
+    path = root / "videos" / "train" / "big.bin"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(np.random.default_rng(1).bytes(mib * 2**20))
+    return path
+
+
+def test_upload_aborts_what_an_interrupted_run_left_for_its_keys_only(s3_env, tmp_path):
+    big, part = big_file(tmp_path), 5 * 2**20
+    bucket, client = s3_env.make_bucket("upload-cleanup"), s3_env.client()
+    key, foreign = "bdd/videos/train/big.bin", "bdd/someone-else.bin"
+    left = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]       # a run killed after part 1
+    client.upload_part(Bucket=bucket, Key=key, UploadId=left, PartNumber=1, Body=big.read_bytes()[:part])
+    other = client.create_multipart_upload(Bucket=bucket, Key=foreign)["UploadId"]  # not this tree's: kept
+    assert unfinished(client, bucket, "bdd/") == [foreign, key]
+
+    result = upload(tmp_path, f"s3://{bucket}/bdd", part_size=part, progress=False)
+    assert (result.uploaded, result.aborted) == (1, 1)
+    assert unfinished(client, bucket, "bdd/") == [foreign]
+    head = client.head_object(Bucket=bucket, Key=key)                                # complete, same bytes
+    assert head["ContentLength"] == big.stat().st_size and head["ETag"].strip('"') == s3_etag(big, part)
+    client.abort_multipart_upload(Bucket=bucket, Key=foreign, UploadId=other)
+
+
+def test_a_file_whose_upload_fails_leaves_no_multipart_upload(s3_env, tmp_path, monkeypatch):
+    """A failure in the middle of a multipart upload (here raised from the progress callback, i.e. inside the
+    transfer of a part; one attempt, as botocore retries a failed send) aborts that upload: no object and no
+    parts are left."""
+    big_file(tmp_path)
+    bucket, client = s3_env.make_bucket("upload-fails"), s3_env.client()
+
+    def fail(self, nbytes: int = 0, files: int = 0) -> None:
+        if nbytes:
+            raise RuntimeError("local read failed mid-file")
+
+    monkeypatch.setattr(upload_mod.Progress, "add", fail)
+    with pytest.raises(RuntimeError, match="mid-file"):
+        upload(tmp_path, f"s3://{bucket}/bdd", DataConfig(s3_max_attempts=1), part_size=5 * 2**20, progress=False)
+    assert unfinished(client, bucket, "bdd/") == []
+    assert existing_objects(client, bucket, "bdd") == {}
 
 
 def test_inspect_command_on_s3(s3_env, tmp_path):

@@ -37,7 +37,8 @@ def _upload(args: argparse.Namespace) -> int:
     result = upload(args.local, args.dest, _data_config(args), workers=args.workers,
                     part_size=args.part_size_mb * MIB, progress=not args.quiet)
     print(f"[vidpred] {result.uploaded} uploaded ({result.bytes_sent / MIB:.1f} MiB), "
-          f"{result.skipped} already there and identical → {args.dest}")
+          f"{result.skipped} already there and identical → {args.dest}" +
+          (f"; {result.aborted} unfinished multipart uploads of earlier runs aborted" if result.aborted else ""))
     return 0
 
 

@@ -53,6 +53,6 @@ def format_report(summary: DataSummary) -> str:
     total = sum(v.size for v in summary.videos)
     lines.append(f"total: {len(summary.videos)} usable videos, {_size(total)}; "
                  f"{len(summary.skipped)} bad files" +
-                 (f" ({', '.join(f'{n} {r}' for r, n in summary.counts().items())})" if summary.skipped else ""))
+                 (f" ({summary.reasons()})" if summary.skipped else ""))
     lines += ["", summary.skip_table()]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import av
 
 from vidpred.config import DataConfig
 from vidpred.data.decode import open_container, quarter_turns
-from vidpred.data.sources import VideoFile, open_input, read_bytes
+from vidpred.data.sources import VideoFile, open_input, read_bytes, split_of
 
 TAIL_SECONDS = 1.0   # demux this much before the stated end to see that the data reaches it
 END_SLACK = 0.5      # seconds the data may stop short of the stated duration
@@ -46,6 +46,10 @@ class Skip:
     uri: str
     reason: Reason
     detail: str = ""
+
+    @property
+    def split(self) -> str:
+        return split_of(self.uri)
 
 
 @dataclass(frozen=True)

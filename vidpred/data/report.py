@@ -21,6 +21,7 @@ from vidpred.data.probe import Reason, Skip, VideoInfo, clip_count, probe_info, 
 from vidpred.data.sources import VIDEO_SUFFIXES, DataError, VideoFile, check_root, join, list_files, write_bytes
 
 EXPECTED_SPLITS = ("train", "val")  # reported when missing; ``test`` is optional
+RUN_SPLITS = ("train", "val")       # what a training run probes: it trains on train and validates on val
 
 
 @dataclass
@@ -40,8 +41,19 @@ class DataSummary:
                 known.add(skip.uri)
                 self.skipped.append(skip)
 
-    def counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(str(s.reason) for s in self.skipped).items()))
+    def counts(self, split: str | None = None) -> dict[str, int]:
+        """Skipped files per reason, of one split or (None) of all."""
+        return dict(sorted(Counter(str(s.reason) for s in self.skipped if split in (None, s.split)).items()))
+
+    def reasons(self, split: str | None = None) -> str:
+        """``2 truncated, 1 not a video``; empty when nothing was skipped."""
+        return ", ".join(f"{n} {r}" for r, n in self.counts(split).items())
+
+    def split_line(self, split: str) -> str:
+        """``train: 3 usable videos (~31 clips), 2 skipped (1 not a video, 1 truncated)``."""
+        usable, why = self.usable(split), self.reasons(split)
+        return (f"{split}: {len(usable)} usable videos (~{sum(v.clips for v in usable)} clips), "
+                f"{sum(self.counts(split).values())} skipped" + (f" ({why})" if why else ""))
 
     def metrics(self) -> dict[str, int]:
         """Flat numbers for a run's metrics: usable videos and clips, skipped files in all and per reason."""
@@ -53,14 +65,15 @@ class DataSummary:
     def require_clips(self, split: str) -> list[VideoInfo]:
         usable = self.usable(split)
         if not usable:
-            why = ", ".join(f"{n} {r}" for r, n in self.counts().items()) or "no video files"
+            why = self.reasons(split) or "no video files"
             raise DataError(f"no usable clip under {join(self.root, 'videos', split)} ({why}); "
                             f"every file was skipped: run `vidpred data inspect {self.root}` for the list")
         return usable
 
     def to_dict(self) -> dict:
         return {"root": self.root, "metrics": self.metrics(), "skipped_by_reason": self.counts(),
-                "skipped": [{"file": s.uri, "reason": str(s.reason), "detail": s.detail} for s in self.skipped],
+                "skipped": [{"file": s.uri, "split": s.split, "reason": str(s.reason), "detail": s.detail}
+                            for s in self.skipped],
                 "videos": [v.to_dict() for v in self.videos]}
 
     def to_json(self) -> str:
@@ -127,13 +140,15 @@ def from_manifest(cfg: DataConfig, root: str, manifest: dict, splits: Iterable[s
 
 def training_summary(cfg: DataConfig, root: str, echo: Callable[[str], None] = print, shown: int = 20
                      ) -> DataSummary:
-    """Survey the train split for a run; DataError when no clip is usable. Prints the account."""
-    summary = survey(cfg, root, splits=("train",))
-    usable = summary.require_clips("train")
+    """Survey the train and val splits for a run and print their account. DataError when train has no usable
+    clip; a warning when val has none (validation is optional: the run trains without it)."""
+    summary = survey(cfg, root, splits=RUN_SPLITS)
+    summary.require_clips("train")
+    for split in RUN_SPLITS:
+        echo(f"[vidpred] data {summary.split_line(split)}")
+    if not summary.usable("val"):
+        echo(f"[vidpred] WARNING: no usable clip under {join(root, 'videos', 'val')}: training without validation")
     skipped = summary.skipped
-    echo(f"[vidpred] data: {len(usable)} usable videos (~{sum(v.clips for v in usable)} clips), "
-         f"{len(skipped)} skipped" + (f" ({', '.join(f'{n} {r}' for r, n in summary.counts().items())})"
-                                      if skipped else ""))
     for s in skipped[:shown]:
         echo(f"[vidpred]   skipped {s.uri}: {s.reason}" + (f" ({s.detail})" if s.detail else ""))
     if len(skipped) > shown:

@@ -65,15 +65,43 @@ class S3Settings:
         return cls(endpoint=cfg.s3_endpoint, max_attempts=cfg.s3_max_attempts)
 
 
+def _profile() -> tuple[dict, dict]:
+    """(the active shared-config profile, its ``services`` section's ``s3`` block) as botocore reads them
+    (``AWS_PROFILE``, ``AWS_CONFIG_FILE``, ``AWS_SHARED_CREDENTIALS_FILE``); empty without a profile."""
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        session = botocore.session.Session()
+        profile = session.get_scoped_config()
+        services = session.full_config.get("services", {}).get(profile.get("services"), {})
+    except BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile: say so rather than try AWS itself
+        raise DataError(f"AWS shared config: {exc}") from None
+    return profile, services.get("s3", {})
+
+
+def s3_endpoint_and_region(settings: S3Settings) -> tuple[str | None, str | None]:
+    """Endpoint and region in botocore's order, ``data.s3_endpoint`` first. pyarrow's AWS SDK finds the keys
+    itself (environment, profile, web identity/IRSA, instance role) but not the profile's ``endpoint_url``
+    (pyarrow 26), and vidpred always passes pyarrow a region: so both are looked up here."""
+    env = os.environ.get
+    endpoint = settings.endpoint or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL")
+    region = env("AWS_REGION") or env("AWS_DEFAULT_REGION")
+    if endpoint and region:
+        return endpoint, region
+    profile, s3_section = _profile()
+    return (endpoint or s3_section.get("endpoint_url") or profile.get("endpoint_url"),
+            region or profile.get("region"))
+
+
 @functools.lru_cache(maxsize=16)
 def _s3(bucket: str, settings: S3Settings) -> pafs.S3FileSystem:
-    endpoint = settings.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint, region = s3_endpoint_and_region(settings)
     kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.max_attempts)}
     if endpoint:
         kwargs["endpoint_override"] = endpoint
         # pyarrow 26 adds checksums to writes that S3-compatible servers (SeaweedFS, MinIO, Ceph) reject
         os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region and not endpoint:
         try:
             region = pafs.resolve_s3_region(bucket)
@@ -102,6 +130,17 @@ def resolve(uri: str, cfg: DataConfig | None = None) -> tuple[pafs.FileSystem, s
 
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
+
+
+def split_of(uri: str) -> str:
+    """The split a URI of the layout belongs to: ``…/videos|info/<split>/<file>`` or the folder
+    ``…/videos/<split>`` itself; ``""`` for anything else."""
+    parts = uri.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2] in SPLITS and parts[-3] in ("videos", "info"):
+        return parts[-2]
+    if len(parts) >= 2 and parts[-1] in SPLITS and parts[-2] == "videos":
+        return parts[-1]
+    return ""
 
 
 def _uri_prefix(uri: str) -> str:

@@ -3,12 +3,14 @@
 Files go up in parallel (``workers`` files at once, each a multipart upload of ``part_size`` parts sent by
 boto3's transfer threads). An object that already exists with the same size and the same ETag (computed
 locally the way S3 computes it for this part size) is skipped, so rerunning after an interruption sends only
-what is missing; an interrupted multipart upload never becomes a visible object. Endpoint and credentials
-come the standard AWS ways, or ``data.s3_endpoint``; requests are retried with backoff.
+what is missing; an interrupted multipart upload never becomes a visible object, and the next run aborts it
+(its parts cost storage until then), as a failed file's own upload is aborted at once. Endpoint and
+credentials come the standard AWS ways, or ``data.s3_endpoint``; requests are retried with backoff.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import threading
@@ -28,6 +30,7 @@ class UploadResult:
     uploaded: int = 0
     skipped: int = 0
     bytes_sent: int = 0
+    aborted: int = 0   # incomplete multipart uploads left by earlier runs, aborted
 
 
 class Progress:
@@ -55,11 +58,13 @@ class Progress:
 
 
 def s3_client(cfg: DataConfig):
+    """A boto3 client from a fresh session: the environment and profile as they are now (boto3's default
+    session caches the config files and credentials it first read)."""
     import boto3
     from botocore.config import Config
 
     retries = {"max_attempts": cfg.s3_max_attempts, "mode": "standard"}
-    return boto3.client("s3", endpoint_url=cfg.s3_endpoint, config=Config(retries=retries))
+    return boto3.session.Session().client("s3", endpoint_url=cfg.s3_endpoint, config=Config(retries=retries))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -91,6 +96,36 @@ def existing_objects(client, bucket: str, prefix: str) -> dict[str, tuple[int, s
     return found
 
 
+def incomplete_uploads(client, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """(key, upload id) of the multipart uploads under ``prefix`` neither completed nor aborted (paginated)."""
+    pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+    return [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", [])]
+
+
+def abort_incomplete(client, bucket: str, prefix: str, keys: set[str]) -> int:
+    """Abort the incomplete multipart uploads of ``keys`` under ``prefix`` (their parts are deleted); how many."""
+    stale = [(key, upload_id) for key, upload_id in incomplete_uploads(client, bucket, prefix) if key in keys]
+    for key, upload_id in stale:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    return len(stale)
+
+
+def abort_stale(client, bucket: str, prefix: str, keys: set[str]) -> int:
+    """Before any upload of this run: abort what earlier runs left for this tree's keys. Without the permission
+    (``s3:ListBucketMultipartUploads``, ``s3:AbortMultipartUpload``) or server support: a warning, no failure."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # This tree's keys only, not all under the prefix: a prefix may be shared, and other writers' uploads in
+    # progress are not ours to cancel (a bucket lifecycle rule reclaims the rest). Listed before this run starts
+    # an upload, so none is ours; no timestamp comparison, so no trust in the server's clock.
+    try:
+        return abort_incomplete(client, bucket, prefix, keys)
+    except (ClientError, BotoCoreError) as exc:
+        print(f"[vidpred] warning: incomplete multipart uploads under s3://{bucket}/{prefix} not cleaned up ({exc})",
+              file=sys.stderr)
+        return 0
+
+
 def upload(local: str | Path, dest: str, cfg: DataConfig | None = None, workers: int = 8,
            part_size: int = 16 * MIB, progress: bool = True) -> UploadResult:
     """Upload every file under ``local`` to ``dest`` (s3://bucket/prefix) keeping relative paths."""
@@ -111,16 +146,21 @@ def upload(local: str | Path, dest: str, cfg: DataConfig | None = None, workers:
         there = existing_objects(client, bucket, prefix)
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(dest, OSError(str(exc))) from None
+    result = UploadResult(aborted=abort_stale(client, bucket, f"{prefix}/" if prefix else "", set(keys.values())))
     transfer = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=4)
     bar = Progress(sum(p.stat().st_size for p in files), len(files), progress)
-    result = UploadResult()
     lock = threading.Lock()
 
     def one(path: Path) -> None:
         size, key = path.stat().st_size, keys[path]
         same = key in there and there[key][0] == size and there[key][1] == s3_etag(path, part_size)
         if not same:
-            client.upload_file(str(path), bucket, key, Config=transfer, Callback=lambda n: bar.add(nbytes=n))
+            try:
+                client.upload_file(str(path), bucket, key, Config=transfer, Callback=lambda n: bar.add(nbytes=n))
+            except Exception:  # boto3 aborts its own multipart upload on failure; this is in case that failed
+                with contextlib.suppress(ClientError, BotoCoreError):
+                    abort_incomplete(client, bucket, key, {key})
+                raise
         else:
             bar.add(nbytes=size)
         with lock:

@@ -97,11 +97,14 @@ def check_room_for_data(cfg: Config) -> None:
             f"{total_cpus - DECODE_TASK_CPUS:g} (fractional CPUs are fine)")
 
 
-def val_dataset(cfg: Config, root: str) -> dict:
-    """The first ``train.val_clips`` clips of the val split, for validation during training (none: no split)."""
-    if not list_videos(root, "val", cfg.data):
+def val_dataset(cfg: Config, root: str, data: DataSummary | None = None, skip_log=None) -> dict:
+    """The first ``train.val_clips`` clips of the val split's usable videos (every listed one without a
+    survey), for validation during training; none when there are none."""
+    videos = data.usable("val") if data is not None else list_videos(root, "val", cfg.data)
+    if not videos:
         return {}
-    return {"val": build_dataset(cfg.data, root, "val").limit(cfg.train.val_clips)}
+    uris = [v.uri for v in videos]
+    return {"val": build_dataset(cfg.data, root, "val", uris=uris, skip_log=skip_log).limit(cfg.train.val_clips)}
 
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSummary | None = None,
@@ -126,7 +129,7 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
                              failure_config=FailureConfig(max_failures=t.max_failures)),
         datasets={"train": TrainData(cfg, root, join(storage, name), skip_log=skip_log,
                                      uris=[v.uri for v in data.usable("train")] if data else None),
-                  **val_dataset(cfg, root)},
+                  **val_dataset(cfg, root, data, skip_log)},
         # every worker validates on the same clips
         dataset_config=DataConfig(datasets_to_split=["train"], execution_options={"train": ingest}),
         torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
