@@ -525,13 +525,22 @@ def test_local_stack_up_and_down(tmp_path):
     print(f"infra/local: up {up_s:.1f} s, down {down_s:.1f} s")
 
 
-def test_tune_mode_warns_until_vidpred_tune_exists(capsys):
-    import importlib.util
+def test_tune_mode_mounts_an_experiment_vidpred_tune_accepts(capsys, tmp_path):
+    """``--mode tune --experiment tune/asha.yaml``: the pod's /etc/vidpred holds an experiment whose
+    ``base_config: config.yaml`` is the mounted training config, and ``vidpred tune`` validates the pair."""
+    from vidpred.tune.experiment import load
 
-    assert cli(["submit", "--name", "t1", "-n", NS, "-f", TRAIN_VALUES, "--mode", "tune", "--dry-run"]) == 0
+    argv = ["submit", "--name", "t1", "-n", NS, "-f", TRAIN_VALUES, "--mode", "tune",
+            "--experiment", str(REPO / "tune" / "asha.yaml"), "--dry-run"]
+    assert cli(argv) == 0
     captured = capsys.readouterr()
-    assert "entrypoint: vidpred tune /etc/vidpred/experiment.yaml" in captured.out
-    if importlib.util.find_spec("vidpred.tune") is None:
-        assert "does not have yet (issue 6)" in captured.err
-    else:
-        assert captured.err == ""
+    assert captured.err == ""
+    docs = {d["kind"]: d for d in yaml.safe_load_all(captured.out) if d}
+    assert docs["RayJob"]["spec"]["entrypoint"] == "vidpred tune /etc/vidpred/experiment.yaml"
+    for name, text in docs["ConfigMap"]["data"].items():  # what the pod mounts at /etc/vidpred
+        (tmp_path / name).write_text(text)
+    exp = load(tmp_path / "experiment.yaml")
+    assert exp.name == yaml.safe_load((REPO / "tune" / "asha.yaml").read_text())["name"]
+    base = exp.base_training()  # the chart's config (data, storage, GPUs) under the experiment's base
+    assert (base.data.uri, base.train.storage_path) == ("s3://vidpred-data/bdd100k", "s3://vidpred-checkpoints/runs")
+    assert (base.model.size, base.train.steps, base.train.use_gpu) == ("base", 3000, True)

@@ -12,10 +12,16 @@ from vidpred.data import commands as data_commands
 from vidpred.data.sources import DataError
 from vidpred.eval import commands as eval_commands
 from vidpred.train import commands as train_commands
+from vidpred.tune import commands as tune_commands
 
 
 def _train(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config, args.set)
+    if args.resume:
+        from vidpred.train.resume import resume_config
+
+        cfg = resume_config(args.resume, args.config, args.set)
+    else:
+        cfg = config_mod.load(args.config, args.set)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
@@ -41,12 +47,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one value, e.g. --set train.steps=100 (repeatable)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--resume", metavar="RUN",
+                   help="continue a run from its latest checkpoint: a run name under train.storage_path, a run "
+                        "directory or URI; its config is the base, --config/--set go on top (e.g. train.steps)")
     t.set_defaults(func=_train)
 
     train_commands.add_parser(sub)
     data_commands.add_parser(sub)
     eval_commands.add_parser(sub)
     cluster_commands.add_parser(sub)
+    tune_commands.add_parser(sub)
     return p
 
 

@@ -7,7 +7,6 @@ Wired into the ``vidpred`` command by one line in ``vidpred/cli.py``: ``commands
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -53,10 +52,6 @@ def _submit(args: argparse.Namespace) -> int:
     manifest = render(name, namespace, values_files=args.values, sets=args.set,
                       values=config_values(args.config, args.experiment), mode=args.mode,
                       chart=args.chart, helm=args.helm)
-    if "vidpred tune" in manifest.ray_object["spec"].get("entrypoint", "") and importlib.util.find_spec(
-            "vidpred.tune") is None:
-        print("vidpred: warning: this job runs `vidpred tune`, which this version of vidpred does not have yet "
-              "(issue 6): it will fail at start", file=sys.stderr)
     if args.dry_run:
         sys.stdout.write(manifest.text)
         return 0
