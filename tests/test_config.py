@@ -34,6 +34,8 @@ def test_defaults_are_valid_and_small():
     ("train.cpus_per_worker=0", "train.cpus_per_worker", "greater than 0"),
     ("model.size=huge", "model.size", "'tiny', 'base' or 'large'"),
     ("model.rnn=rnn", "model.rnn", "'gru' or 'lstm'"),
+    ("train.placement_strategy=spread", "train.placement_strategy",
+     "'PACK', 'SPREAD', 'STRICT_PACK' or 'STRICT_SPREAD'"),
     ("loss.kl_anneal=linear", "loss.kl_anneal_end", "greater than loss.kl_anneal_start"),
     ("train.val_every=0", "train.val_every", "greater than or equal to 1"),
     ("train.max_failures=-2", "train.max_failures", "greater than or equal to -1"),

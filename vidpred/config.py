@@ -175,6 +175,10 @@ class TrainConfig(_Section):
         description="fractional on purpose: whole-CPU workers on a small box leave Ray Data nothing and hang")
     gpus_per_worker: float = Field(1.0, ge=0, le=16, description="used only when use_gpu")
     use_gpu: bool = False
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how Ray places the workers' bundles on nodes (ScalingConfig.placement_strategy): PACK "
+        "as few nodes as possible, SPREAD over as many as possible (both best effort); STRICT_PACK all on one "
+        "node, STRICT_SPREAD each on a different node (these never fall back: the run waits for nodes that fit)")
     zero_stage: int | Literal["auto"] = Field(
         2, description="DeepSpeed ZeRO stage 0-3 for both engines, or auto: the memory planner picks the cheapest "
         "stage/offload that fits train.device_memory (vidpred plan shows its table)")

@@ -123,7 +123,8 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=cfg.model_dump(mode="json"),
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources,
+                                     placement_strategy=t.placement_strategy),
         run_config=RunConfig(name=name, storage_path=storage_at, storage_filesystem=storage_fs, callbacks=callbacks,
                              checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
                              failure_config=FailureConfig(max_failures=t.max_failures)),
