@@ -1,30 +1,20 @@
 """``ray job submit --working-dir . -- vidpred train`` against a real local head on 127.0.0.1."""
 
-import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
 from conftest import REPO, TINY_RUN
+from raynodes import free_port, head_logs, start_node, stop_group, token_auth, wait_for_port
 
 pytestmark = pytest.mark.slow
 AGENT_DEADLINE_S = 600
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -34,17 +24,12 @@ def ray_head(cli_env):
     Token authentication on, as Ray 2.60 does by default: head and client share the token via the env.
     """
     cli_env.pop("RAY_ADDRESS", None)  # the head is started and addressed explicitly
-    cli_env["RAY_AUTH_MODE"] = "token"
-    cli_env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    token_auth(cli_env)
     temp_dir = tempfile.mkdtemp(prefix="/tmp/rayh")  # short: Ray's socket paths must fit 107 bytes
     gcs, dash = free_port(), free_port()
-    start = ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0",
-             f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    # --block in its own process group: stopping the group stops this head only (`ray stop` would stop
-    # every Ray on the machine, other people's included).
-    head = subprocess.Popen(start, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    head = start_node(["--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--dashboard-host=127.0.0.1",
+                       f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp_dir}",
+                       "--disable-usage-stats"], cli_env)
     try:
         wait_for_port(dash, head)
         yield Head(f"http://127.0.0.1:{dash}", temp_dir)
@@ -56,40 +41,6 @@ def ray_head(cli_env):
 class Head(NamedTuple):
     address: str   # the job API (dashboard) URL
     temp_dir: str  # its --temp-dir: its logs, shown when a test fails
-
-
-def head_logs(temp_dir: str, tail: int = 3000) -> str:
-    """The end of the head's dashboard, agent and raylet logs: why a job could not be submitted."""
-    parts = []
-    for pattern in ("dashboard.log", "dashboard_agent*.log", "raylet.out"):
-        for path in sorted(Path(temp_dir).glob(f"session_latest/logs/{pattern}")):
-            parts.append(f"\n--- {path.name} ---\n" + path.read_text(errors="replace")[-tail:])
-    return "".join(parts)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"Ray dashboard did not open port {port} in {timeout:.0f} s")
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            time.sleep(2)  # Ray's own children leave the group a moment after the parent
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def test_ray_job_submit_runs_the_training_job(ray_head, cli_env):

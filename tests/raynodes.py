@@ -1,0 +1,64 @@
+"""Real Ray nodes for tests: ``ray start --block``, each in its own process group, bound to 127.0.0.1 with a
+temp dir of its own; stopping the group stops that node only (``ray stop`` would stop every Ray on the
+machine, other people's included)."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token_auth(env: dict) -> None:
+    """Token authentication on, as Ray 2.60 does by default: the nodes and their clients share a fresh token
+    through ``env`` (never printed)."""
+    env["RAY_AUTH_MODE"] = "token"
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+
+
+def start_node(args: list[str], env: dict) -> subprocess.Popen:
+    """``ray start --block ARGS`` in a new process group (see :func:`stop_group`)."""
+    return subprocess.Popen(["ray", "start", "--block", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def head_logs(temp_dir: str, tail: int = 3000) -> str:
+    """The end of a node's dashboard, agent and raylet logs: why a job could not be submitted or run."""
+    parts = []
+    for pattern in ("dashboard.log", "dashboard_agent*.log", "raylet.out"):
+        for path in sorted(Path(temp_dir).glob(f"session_latest/logs/{pattern}")):
+            parts.append(f"\n--- {path.name} ---\n" + path.read_text(errors="replace")[-tail:])
+    return "".join(parts)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"Ray did not open port {port} in {timeout:.0f} s")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            time.sleep(2)  # Ray's own children leave the group a moment after the parent
+        except subprocess.TimeoutExpired:
+            continue
