@@ -47,6 +47,21 @@ class Trainer:
         if self.rank == 0:
             log.info("[vidpred] %s", msg)
 
+    def announce(self) -> None:
+        """Where each worker runs: one line per worker, all logged by rank 0 from what every rank reports of
+        itself (the same line from several workers, differing only in numbers, is folded into one by Ray's log
+        deduplication). Ray Train's node rank groups workers by IP, so two Ray nodes on one host share node
+        rank 0: the Ray node ID tells them apart."""
+        here = (ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(),
+                self.ctx.get_node_rank(), self.ctx.get_local_rank())
+        workers = [here]
+        if torch.distributed.is_initialized():
+            workers = [None] * self.ctx.get_world_size()
+            torch.distributed.all_gather_object(workers, here)
+        for rank, (node, ip, node_rank, local_rank) in enumerate(workers):
+            self.log(f"worker rank {rank}/{len(workers)} on node {node} (ip {ip}, node rank {node_rank}, "
+                     f"local rank {local_rank})")
+
     def build(self) -> None:
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank
         generator, discriminator = Generator(self.cfg.model), Discriminators(self.cfg.model)
@@ -164,6 +179,7 @@ def quiet_worker_logs() -> None:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     quiet_worker_logs()
     trainer = Trainer(Config.model_validate(config))
+    trainer.announce()
     trainer.build()
     trainer.restore()
     trainer.fit()
