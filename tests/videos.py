@@ -19,9 +19,10 @@ def numbered_frame(i: int, height: int, width: int) -> np.ndarray:
 
 def encode(path: Path, times: list[float], height: int = 48, width: int = 64, container: str = "mov",
            frame: Callable[[int, int, int], np.ndarray] = numbered_frame, rotation: int = 0,
-           faststart: bool = False) -> Path:
+           faststart: bool = False, matrix: list[int] | None = None) -> Path:
     """H.264 video whose frame k (``frame(k, height, width)``) is shown at ``times[k]`` seconds (variable rate
-    allowed); ``rotation`` is the display matrix's counter-clockwise turn, as phones write it."""
+    allowed); ``rotation`` is the display matrix's counter-clockwise turn, as phones write it; ``matrix`` sets
+    the whole display matrix instead (9 ints, a b u c d v x y w; a-d in 16.16 fixed point)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", format=container, options=options) as out:
@@ -31,6 +32,8 @@ def encode(path: Path, times: list[float], height: int = 48, width: int = 64, co
         stream.options = {"crf": "1", "preset": "ultrafast", "bf": "0", "g": "15"}
         if rotation:
             stream.set_display_rotation(rotation)
+        if matrix:
+            stream.set_display_matrix(matrix)
         for k, t in enumerate(times):
             picture = av.VideoFrame.from_ndarray(frame(k, height, width), format="rgb24")
             picture.pts, picture.time_base = round(t * 30000), stream.time_base

@@ -1,7 +1,8 @@
 """PyAV decoding: one video → upright uint8 frames at the training fps and size.
 
-Frames are turned upright by the rotation in the video's display matrix (phones store portrait or upside-down
-recordings as landscape pixels plus a rotation flag). They are resampled by presentation timestamp
+Frames are turned upright by the video's display matrix (phones store portrait or upside-down recordings as
+landscape pixels plus a rotation flag; front cameras and some editors also mirror): its quarter turn and its
+mirror, read as FFmpeg's own players read it. They are resampled by presentation timestamp
 (sample-and-hold: each target time takes the latest frame shown at or before it), so 29.97 fps and variable
 frame rate come out evenly spaced. Each kept frame is scaled keeping its aspect ratio until it covers the
 target, turned, then centre-cropped. Output stays uint8 (H, W, 3) RGB; the model converts.
@@ -9,7 +10,9 @@ target, turned, then centre-cropped. Output stays uint8 (H, W, 3) RGB; the model
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import av
@@ -53,9 +56,41 @@ def open_container(source: str | BinaryIO, buffer_size: int = READ_BUFFER) -> av
     return av.open(source, mode="r", buffer_size=buffer_size)
 
 
-def quarter_turns(frame: av.VideoFrame) -> int:
-    """Counter-clockwise quarter turns that show ``frame`` upright (from its display matrix)."""
-    return round((frame.rotation or 0) / 90) % 4
+@dataclass(frozen=True)
+class Orientation:
+    """How a stored frame is shown: swap rows and columns (``transpose``), then mirror the columns and/or the
+    rows. Read from the display matrix [a b u; c d v; x y w], which maps a stored pixel (p, q) to the shown
+    (a·p + c·q, b·p + d·q) (libavutil/display.h); an angle that is not a quarter turn rounds to the nearest."""
+    transpose: bool = False
+    flip_cols: bool = False
+    flip_rows: bool = False
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> "Orientation":
+        matrix = next((bytes(sd) for sd in frame.side_data if sd.type.name == "DISPLAYMATRIX"), None)
+        if matrix is None:
+            return cls()
+        a, b, _, c, d, *_ = struct.unpack("<9i", matrix)
+        if abs(b) + abs(c) > abs(a) + abs(d):  # a quarter turn either way: rows and columns swap
+            return cls(True, c < 0, b < 0)
+        return cls(False, a < 0, d < 0)
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """``pixels`` (rows, columns, ...) as shown."""
+        out = pixels.swapaxes(0, 1) if self.transpose else pixels
+        if self.flip_cols:
+            out = out[:, ::-1]
+        return out[::-1] if self.flip_rows else out
+
+    def rotation(self) -> tuple[int, bool]:
+        """(counter-clockwise degrees, mirrored): shown = rotate(mirror left-right if mirrored(stored))."""
+        probe = np.arange(6).reshape(2, 3)
+        shown = self.apply(probe)
+        for mirrored in (False, True):
+            for turns in range(4):
+                if np.array_equal(np.rot90(probe[:, ::-1] if mirrored else probe, turns), shown):
+                    return turns * 90, mirrored
+        raise AssertionError(f"{self} is not one of the 8 symmetries of a rectangle")
 
 
 def _cover_size(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int]:
@@ -65,13 +100,13 @@ def _cover_size(src_w: int, src_h: int, width: int, height: int) -> tuple[int, i
 
 def to_array(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     """Upright, aspect-preserving cover resize, centre crop: uint8 (height, width, 3)."""
-    turns = quarter_turns(frame)
-    sideways = turns % 2 == 1
+    shown = Orientation.of(frame)
+    sideways = shown.transpose
     shown_w, shown_h = (frame.height, frame.width) if sideways else (frame.width, frame.height)
     cover_w, cover_h = _cover_size(shown_w, shown_h, width, height)
     scaled_w, scaled_h = (cover_h, cover_w) if sideways else (cover_w, cover_h)  # resize first: turn few pixels
     rgb = frame.reformat(width=scaled_w, height=scaled_h, format="rgb24").to_ndarray()
-    rgb = np.rot90(rgb, turns) if turns else rgb
+    rgb = shown.apply(rgb)
     top, left = (cover_h - height) // 2, (cover_w - width) // 2
     return np.ascontiguousarray(rgb[top:top + height, left:left + width])
 

@@ -49,7 +49,7 @@ def format_report(summary: DataSummary) -> str:
                      f"{_size(sum(v.size for v in videos)):>9}  {_durations(videos)}")
         lines.append(f"{'':<32}resolution {_tally(f'{v.width}x{v.height}' for v in videos)}")
         lines.append(f"{'':<32}fps {_tally(f'{v.fps:g}' for v in videos)}; "
-                     f"rotation {_tally(f'{v.rotation}°' for v in videos)}; codec {_tally(v.codec for v in videos)}")
+                     f"rotation {_tally(f'{v.rotation}°' + (' mirrored' if v.mirrored else '') for v in videos)}; codec {_tally(v.codec for v in videos)}")
     total = sum(v.size for v in summary.videos)
     lines.append(f"total: {len(summary.videos)} usable videos, {_size(total)}; "
                  f"{len(summary.skipped)} bad files" +

@@ -19,7 +19,7 @@ from enum import StrEnum
 import av
 
 from vidpred.config import DataConfig
-from vidpred.data.decode import open_container, quarter_turns
+from vidpred.data.decode import Orientation, open_container
 from vidpred.data.sources import VideoFile, open_input, read_bytes, split_of
 
 TAIL_SECONDS = 1.0   # demux this much before the stated end to see that the data reaches it
@@ -64,6 +64,7 @@ class VideoInfo:
     duration: float     # seconds
     rotation: int       # counter-clockwise degrees from the display matrix: 0, 90, 180, 270
     clips: int          # estimated clips at the configured fps / clip length / stride
+    mirrored: bool = False  # the display matrix also mirrors (left-right, before the rotation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,12 +116,12 @@ def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataCon
         duration = float(stream.duration * stream.time_base)
     else:
         duration = (container.duration or 0) / av.time_base
-    width, height, turns = stream.codec_context.width, stream.codec_context.height, 0
+    width, height, rotation, mirrored = stream.codec_context.width, stream.codec_context.height, 0, False
     if cfg.probe == "full":
         first = next(container.decode(stream), None)
         if first is None:
             return Skip(file.uri, Reason.DECODE, "no decodable frame")
-        width, height, turns = first.width, first.height, quarter_turns(first)
+        width, height, (rotation, mirrored) = first.width, first.height, Orientation.of(first).rotation()
         ends = _data_end(container, stream, duration)
         if ends < duration - max(END_SLACK, 2.0 / rate if rate else 0.0):
             return Skip(file.uri, Reason.TRUNCATED, f"data ends at {ends:.2f} s of {duration:.2f} s")
@@ -130,7 +131,7 @@ def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataCon
                                                 f"a clip needs {cfg.clip_frames}")
     return VideoInfo(uri=file.uri, split=file.split, size=file.size, codec=stream.codec_context.name,
                      width=width, height=height, fps=round(rate, 3), duration=round(duration, 3),
-                     rotation=turns * 90, clips=clips)
+                     rotation=rotation, mirrored=mirrored, clips=clips)
 
 
 def probe_video(file: VideoFile, cfg: DataConfig) -> VideoInfo | Skip:
