@@ -102,13 +102,19 @@ def _parse(name: str) -> list[str] | None:
     return raw.split(":", 2) if raw else None
 
 
+def sees_nan(loss) -> bool:
+    """The finiteness check of a rank that sees its loss as NaN; it still takes part in the all-reduce, so
+    every rank's decision stays the same (for tests)."""
+    return all_finite(loss * float("nan"))
+
+
 def finite_check(rank: int, step: int, restores: int):
     """The finiteness check for optimizer step ``step`` (1-based): :func:`all_finite`, unless the
     ``VIDPRED_TEST_NAN`` hook poisons this rank's losses at this step."""
     hook = _parse(NAN_ENV)
     if hook and restores == 0 and int(hook[0]) == rank and str(step) in hook[1].split(","):
         log.warning("[vidpred] %s: rank %d sees a NaN loss at step %d (test hook)", NAN_ENV, rank, step)
-        return lambda loss: all_finite(loss * float("nan"))
+        return sees_nan
     return all_finite
 
 

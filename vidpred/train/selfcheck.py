@@ -87,10 +87,11 @@ def record_grad_norms(engine, stage: int) -> list[float | None]:
 def poisoned(rank: int, nan_at: dict[int, list[int]] | None, step: int) -> Callable[[torch.Tensor], bool]:
     """The finiteness check of :func:`~vidpred.train.step.gan_step`, seeing NaN losses on ``rank`` at the
     steps ``nan_at[rank]`` lists (for tests: one rank's NaN must make every rank skip)."""
+    from vidpred.train.faults import sees_nan
     from vidpred.train.step import all_finite
 
     if step in (nan_at or {}).get(rank, ()):
-        return lambda loss: all_finite(loss * float("nan"))
+        return sees_nan
     return all_finite
 
 
