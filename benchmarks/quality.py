@@ -11,6 +11,7 @@ video) against copy-last-frame, writing metrics, tables, grids, GIFs and plots p
     python benchmarks/quality.py --minutes 5 --train-videos 8
     python benchmarks/quality.py --prepare-only           # decode once into clips.npz (needs PyAV)
     python benchmarks/quality.py --clips-file clips.npz --device cuda   # no PyAV needed from here on
+    python benchmarks/quality.py --clips-file clips.npz --tag cpu --rescore   # score TAG's saved model again
 
 Numbers and tables go to ``benchmarks/results/quality-TAG.json`` (``--tag``, default cpu); pictures (grid,
 GIF, plot per set) and tables to ``--out`` (default ``CACHE/quality-TAG/``, outside the repository).
@@ -53,6 +54,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "vidpred-quality")
     p.add_argument("--clips-file", type=Path, help="decoded clips from --prepare-only (skips PyAV)")
     p.add_argument("--prepare-only", action="store_true")
+    p.add_argument("--rescore", action="store_true", help="no training: score CACHE/checkpoint-TAG again (after "
+                   "the evaluation changed) and rewrite the results of results/quality-TAG.json, keeping its run")
     p.add_argument("--tag", default="cpu", help="names the outputs: CACHE/quality-TAG/ and results/quality-TAG.json")
     p.add_argument("--out", type=Path, help="pictures and tables; default: CACHE/quality-TAG/")
     return p.parse_args()
@@ -138,16 +141,33 @@ def main() -> None:
     train_clips = clips_of(sets.pop("train"), length, 1)
     sets = {k: clips_of(v, length, length if k == "synthetic" else cfg.data.context) for k, v in sets.items()}
     n_train = len(train_clips)
-    generator, steps, seconds, history = train(args, cfg, train_clips)
+    ckpt = args.cache / f"checkpoint-{args.tag}"  # not under results/: a model is no figure to commit
+    summary_file = HERE / "results" / f"quality-{args.tag}.json"
+    if args.rescore:
+        from vidpred.train.checkpoint import load_generator, read_meta
 
-    from vidpred.eval.evaluate import report
-
+        generator, _ = load_generator(ckpt)
+        record = json.loads(summary_file.read_text())
+        steps = read_meta(ckpt)["step"]
+    else:
+        generator, steps, seconds, history = train(args, cfg, train_clips)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.float().cpu() for k, v in generator.state_dict().items()}, ckpt / GENERATOR_FILE)
+        (ckpt / META_FILE).write_text(json.dumps({"step": steps, "config": cfg.model_dump(mode="json")}, indent=2))
+        record = {"steps": steps, "train_minutes": round(seconds / 60, 2), "device": args.device,
+                  "threads": torch.get_num_threads(), "train_clips": n_train, "held_out_clips": args.eval_clips,
+                  "config": cfg.model_dump(mode="json"), "history": history}
     out = args.out or args.cache / f"quality-{args.tag}"
     shutil.rmtree(out, ignore_errors=True)
-    ckpt = args.cache / f"checkpoint-{args.tag}"  # not under results/: a model is no figure to commit
-    ckpt.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.float().cpu() for k, v in generator.state_dict().items()}, ckpt / GENERATOR_FILE)
-    (ckpt / META_FILE).write_text(json.dumps({"step": steps, "config": cfg.model_dump(mode="json")}, indent=2))
+    record["results"] = score(generator.to(args.device), sets, cfg, args, out, ckpt, steps)
+    summary_file.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out} and {summary_file}")
+
+
+def score(generator, sets: dict[str, np.ndarray], cfg, args, out: Path, ckpt: Path, steps: int) -> dict:
+    """Every held-out set, one sample and best of 4, against copy-last: {set folder: summary + its table}."""
+    from vidpred.eval.evaluate import report
+
     results = {}
     setup = {"checkpoint": str(ckpt), "step": steps, "seed": 0, "context": cfg.data.context,
              "future": cfg.data.future, "fps": cfg.data.fps, "height": cfg.data.height, "width": cfg.data.width}
@@ -161,12 +181,7 @@ def main() -> None:
                              folder, samples=k, device=args.device, pictures=k == 1)
             results[folder.name] = {**summary, "table": (folder / "metrics.md").read_text()}
             print(results[folder.name]["table"])
-    record = {"steps": steps, "train_minutes": round(seconds / 60, 2), "device": args.device,
-              "threads": torch.get_num_threads(), "train_clips": n_train, "held_out_clips": args.eval_clips,
-              "config": cfg.model_dump(mode="json"), "results": results, "history": history}
-    summary_file = HERE / "results" / f"quality-{args.tag}.json"
-    summary_file.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out} and {summary_file}")
+    return results
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,6 +16,7 @@ from PIL import Image
 from vidpred.cli import main
 from vidpred.config import Config
 from vidpred.data.synth import synth_dataset
+from vidpred.eval.evaluate import sharpness
 from vidpred.eval.pictures import GAP, LABEL_W
 from vidpred.eval.plot import PANEL_H, PANEL_W
 from vidpred.model import Generator
@@ -56,9 +58,11 @@ def test_eval_writes_every_file_at_the_right_sizes(dataset, checkpoint, tmp_path
         for m in ("psnr", "ssim"):
             assert len(metrics[who][m]["per_step"]) == FUTURE
             assert metrics[who][m]["mean"] == pytest.approx(sum(metrics[who][m]["per_step"]) / FUTURE)
+        assert len(metrics[who]["sharpness"]["per_step"]) == FUTURE and metrics[who]["sharpness"]["mean"] > 0
     table = (out / "metrics.md").read_text()
     assert table.count("\n| ") == FUTURE + 2  # header, one row per step, the mean row
     assert f"{metrics['copy_last']['psnr']['mean']:.2f}" in table
+    assert f"model {metrics['model']['sharpness']['mean']:.3f}, copy-last" in table
 
     shown = 4  # SHOWN_CLIPS of the 5
     fh, fw = 2 * H, 2 * W  # frames are drawn at 2x
@@ -73,6 +77,17 @@ def test_eval_writes_every_file_at_the_right_sizes(dataset, checkpoint, tmp_path
     with Image.open(out / "metrics.png") as plot:
         assert plot.format == "PNG" and plot.size == (2 * PANEL_W, PANEL_H + 24)
         assert len(set(plot.convert("RGB").getdata())) > 3  # lines and text, not a blank canvas
+
+
+def test_sharpness_is_one_for_the_truth_and_below_for_a_blur():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (2, FUTURE, H, W, 3), dtype=np.uint8)
+    blurred = ((truth[:, :, :-1].astype(np.uint16) + truth[:, :, 1:]) // 2).astype(np.uint8)  # vertical 2-tap mean
+    same = sharpness(truth, truth)
+    assert same["per_step"] == pytest.approx([1.0] * FUTURE) and same["mean"] == pytest.approx(1.0)
+    assert sharpness(blurred, truth[:, :, :-1])["mean"] < 0.8
+    noisy = np.clip(truth.astype(int) + rng.integers(-60, 61, truth.shape), 0, 255).astype(np.uint8)
+    assert sharpness(noisy, truth)["mean"] > 1.0
 
 
 def test_eval_bad_arguments_exit_2_naming_the_problem(checkpoint, tmp_path):

@@ -4,7 +4,9 @@ No Ray, no DeepSpeed: the consolidated ``generator.pt`` is loaded on CPU (or ``-
 decoded straight from the dataset with the data room's PyAV path, at the fps, size, context and future
 the run trained with. Writes into ``out``:
 
-* ``metrics.json`` - model (best of K) and copy-last PSNR/SSIM, per future step and averaged, plus the setup;
+* ``metrics.json`` - model (best of K) and copy-last PSNR/SSIM, per future step and averaged, plus the setup,
+  and each one's sharpness (RMS spatial gradient over the truth's, of the first sample: PSNR and SSIM reward
+  blur, this shows it);
 * ``metrics.md``   - the same as a markdown table, model vs copy-last per step;
 * ``grid.png``     - per clip, context | truth above context | prediction (the first sample);
 * ``prediction.gif`` - truth | model over time, one row per clip;
@@ -28,7 +30,7 @@ from vidpred.config import DataConfig
 from vidpred.eval.pictures import gif_frames, grid, save_gif, stack
 from vidpred.eval.plot import metrics_plot
 from vidpred.model import to_model_space, to_uint8
-from vidpred.model.metrics import score_clips, summarize
+from vidpred.model.metrics import score_clips, sharpness_ratio, summarize
 from vidpred.train.checkpoint import load_generator, read_meta
 
 log = logging.getLogger("vidpred.eval")
@@ -96,6 +98,13 @@ def predict_and_score(generator, clips: np.ndarray, context: int, samples: int, 
     return {k: torch.cat(v) for k, v in scores.items()}, torch.cat(firsts).numpy()
 
 
+def sharpness(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """uint8 clips [N, F, H, W, 3] -> {"per_step": [F ratios], "mean": ratio over all frames}: how sharp ``pred``
+    is next to ``truth`` (:func:`vidpred.model.metrics.sharpness_ratio`; 1 = as sharp, below 1 = blurrier)."""
+    p, t = (torch.from_numpy(np.ascontiguousarray(a)).permute(0, 1, 4, 2, 3) for a in (pred, truth))
+    return {"per_step": [sharpness_ratio(p[:, i], t[:, i]) for i in range(p.shape[1])], "mean": sharpness_ratio(p, t)}
+
+
 def markdown_table(summary: dict, setup: dict) -> str:
     m, c = summary["model"], summary["copy_last"]
     k = setup["samples"]
@@ -114,6 +123,9 @@ def markdown_table(summary: dict, setup: dict) -> str:
                      f"{m['ssim']['per_step'][i]:.4f} | {c['ssim']['per_step'][i]:.4f} |")
     lines.append(f"| **mean** | **{m['psnr']['mean']:.2f}** | **{c['psnr']['mean']:.2f}** | "
                  f"**{m['ssim']['mean']:.4f}** | **{c['ssim']['mean']:.4f}** |")
+    if "sharpness" in m:
+        lines += ["", f"Sharpness (RMS spatial gradient over the truth's; 1 = as sharp as real frames, below 1 = "
+                      f"blurrier): model {m['sharpness']['mean']:.3f}, copy-last {c['sharpness']['mean']:.3f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -125,6 +137,9 @@ def report(generator, data: np.ndarray, setup: dict, out: Path, samples: int, ba
     c = setup["context"]
     scores, firsts = predict_and_score(generator, data, c, samples, batch_size, device)
     summary = summarize(scores)
+    truth = data[:, c:]
+    summary["model"]["sharpness"] = sharpness(firsts, truth)
+    summary["copy_last"]["sharpness"] = sharpness(np.repeat(data[:, c - 1:c], truth.shape[1], axis=1), truth)
     setup = {**setup, "clips": len(data), "samples": samples}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({**setup, **summary}, indent=2))
