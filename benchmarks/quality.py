@@ -1,6 +1,6 @@
 """Quality benchmark: does VPGAN beat copy-last-frame on held-out clips?
 
-Trains the default config (model ``tiny``, SAVP-proportioned loss weights, the real GAN step of
+Trains the default config (model ``tiny``, the default loss weights, the real GAN step of
 ``vidpred.train.step`` on single-process engines: the question here is quality, not distribution) on
 synthetic dashcam video at 64x64, 10 fps, 4 context -> 4 future frames, for a wall-clock budget (the goal
 is set for 30 minutes on 2 CPU cores), then scores held-out synthetic clips and real footage shipped in a

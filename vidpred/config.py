@@ -137,8 +137,8 @@ class WeightPhase(_Section):
 class LossConfig(_Section):
     w_rec: float = Field(allow_inf_nan=False, default=1.0, ge=0, description="L1 pixel loss weight")
     w_kl: float = Field(allow_inf_nan=False, default=1e-3, ge=0, description="KL(posterior || learned prior) weight")
-    w_adv: float = Field(allow_inf_nan=False, default=1e-2, ge=0, description="adversarial (generator side) weight")
-    w_feat: float = Field(allow_inf_nan=False, default=1e-1, ge=0, description="discriminator feature-matching weight")
+    w_adv: float = Field(allow_inf_nan=False, default=1e-4, ge=0, description="adversarial (generator side) weight")
+    w_feat: float = Field(allow_inf_nan=False, default=1e-3, ge=0, description="discriminator feature-matching weight")
     w_cycle: float = Field(allow_inf_nan=False, default=0.0, ge=0,
                            description="optional fifth term: L1 of the context predicted backwards from the prediction")
     kl_anneal: Literal["none", "linear"] = Field(

@@ -146,12 +146,13 @@ class Objective(_Model):
 
 
 # w_rec stays the unit the others are measured in (scaling all four together mostly rescales the step that
-# Adam normalises away); the rest span ten times either side of SAVP's proportions (the config defaults).
+# Adam normalises away); w_kl spans ten times either side of its default, w_adv and w_feat from ten times
+# below the defaults up to SAVP's proportions (100x the defaults: too strong for a short run, maybe right for a long one).
 DEFAULT_SPACE = {
     "w_rec": Distribution(dist="fixed", value=1.0),
     "w_kl": Distribution(dist="loguniform", low=1e-4, high=1e-2),
-    "w_adv": Distribution(dist="loguniform", low=1e-3, high=1e-1),
-    "w_feat": Distribution(dist="loguniform", low=1e-2, high=1.0),
+    "w_adv": Distribution(dist="loguniform", low=1e-5, high=1e-2),
+    "w_feat": Distribution(dist="loguniform", low=1e-4, high=1e-1),
 }
 
 
