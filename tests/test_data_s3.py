@@ -195,11 +195,11 @@ def test_server_restart_in_the_middle_of_a_read_costs_retries_not_the_read(s3_en
     path, uri = big_video
     want = list(decode_frames(str(path), 10, 32, 32))
     got = []
-    restarted = threading.Event()
+    restarting = threading.Event()
 
     def restart():
+        restarting.set()   # before start(): its readiness check may return after the decode has resumed
         s3_env.start()
-        restarted.set()
 
     with open_input(uri, DataConfig(s3_max_attempts=12)) as f:
         frames = decode_frames(f, 10, 32, 32)
@@ -209,7 +209,7 @@ def test_server_restart_in_the_middle_of_a_read_costs_retries_not_the_read(s3_en
         timer.start()
         try:
             got += list(frames)
-            waited_for_the_server = restarted.is_set()   # the rest of the object was not read before the kill
+            waited_for_the_server = restarting.is_set()  # the rest of the object was not read before the kill
         finally:
             timer.join()
     assert waited_for_the_server and path.stat().st_size > 2 * READ_BUFFER
