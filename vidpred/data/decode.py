@@ -10,6 +10,7 @@ target, turned, then centre-cropped. Output stays uint8 (H, W, 3) RGB; the model
 
 from __future__ import annotations
 
+import gc
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ class Orientation:
 
     @classmethod
     def of(cls, frame: av.VideoFrame) -> "Orientation":
+        """Read once per video, not per frame: in PyAV 18 ``frame.side_data`` ties the frame into a reference
+        cycle, so every frame it is read from lives until the cycle collector runs (that held hundreds of
+        decoded 720p frames, ~1 GB, per decoding process)."""
         matrix = next((bytes(sd) for sd in frame.side_data if sd.type.name == "DISPLAYMATRIX"), None)
         if matrix is None:
             return cls()
@@ -98,9 +102,8 @@ def _cover_size(src_w: int, src_h: int, width: int, height: int) -> tuple[int, i
     return max(width, round(src_w * scale)), max(height, round(src_h * scale))
 
 
-def to_array(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """Upright, aspect-preserving cover resize, centre crop: uint8 (height, width, 3)."""
-    shown = Orientation.of(frame)
+def to_array(frame: av.VideoFrame, width: int, height: int, shown: Orientation) -> np.ndarray:
+    """Turned as ``shown`` says, aspect-preserving cover resize, centre crop: uint8 (height, width, 3)."""
     sideways = shown.transpose
     shown_w, shown_h = (frame.height, frame.width) if sideways else (frame.width, frame.height)
     cover_w, cover_h = _cover_size(shown_w, shown_h, width, height)
@@ -111,8 +114,23 @@ def to_array(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top:top + height, left:left + width])
 
 
+def release_side_data() -> None:
+    """Free the frames whose side data was read (see ``Orientation.of``) once nothing uses them. They wait in
+    a reference cycle for the youngest generations' collection, which decoding alone, allocating few Python
+    objects, triggers only every ~90 videos: at 720p ~300 MB piled up in between. This pass costs ~1 ms."""
+    gc.collect(1)
+
+
 def decode_frames(source: str | BinaryIO, fps: float, height: int, width: int) -> Iterator[np.ndarray]:
-    """Yield uint8 (height, width, 3) frames at ``fps`` from a path or file-like object."""
+    """Yield uint8 (height, width, 3) frames at ``fps`` from a path or file-like object, turned upright by
+    the first frame's display matrix (a rotation that changes mid-stream is not followed)."""
+    try:
+        yield from _resampled(source, fps, height, width)
+    finally:
+        release_side_data()
+
+
+def _resampled(source: str | BinaryIO, fps: float, height: int, width: int) -> Iterator[np.ndarray]:
     step = 1.0 / fps
     with open_container(source) as container:
         if not container.streams.video:
@@ -122,19 +140,20 @@ def decode_frames(source: str | BinaryIO, fps: float, height: int, width: int) -
         t = next_t = 0.0
         emitted = 0
         held = None  # latest decoded frame whose time is <= next_t
+        shown = Orientation()
         for frame in container.decode(stream):
             if frame.time is None:
                 continue
             t = float(frame.time)
             if start is None:
-                start = t
+                start, shown = t, Orientation.of(frame)
             t -= start
             while held is not None and next_t < t - 1e-6:
-                yield to_array(held, width, height)
+                yield to_array(held, width, height, shown)
                 emitted += 1
                 next_t = emitted * step
             held = frame
         if held is None:
             raise ValueError("no decodable video frames")
         if next_t <= t + 1e-6:  # a target time falls exactly on the last frame
-            yield to_array(held, width, height)
+            yield to_array(held, width, height, shown)
