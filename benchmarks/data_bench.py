@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     synth_dataset(work / "raw", clips=args.videos, seconds=args.seconds, fps=30, size=(1280, 720), seed=0)
     uris = [v.uri for v in list_videos(str(work / "raw"), "train")][: args.videos]
 
-    # (a) on the same 4N clips as (b)'s 4N run, half before and half after the Ray runs: a shared VM's CPU
-    # speed drifts by ±15% within minutes, and a ceiling timed at another moment skewed the ratio as much
+    # (a) on the same 4N clips as (b)'s 4N run, half before and half after the Ray runs: on a shared VM the
+    # same decode ran at 97-156 frames/s within half an hour, so a ceiling timed at another moment skews the ratio
     a_before = raw_decode(uris * 2, cfg)
     import ray
 
