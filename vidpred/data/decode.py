@@ -10,7 +10,6 @@ target, turned, then centre-cropped. Output stays uint8 (H, W, 3) RGB; the model
 
 from __future__ import annotations
 
-import gc
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+from av.sidedata.sidedata import SideDataContainer
 
 # PyAV reads a file-like object in calls of this size: from S3 each call is one ranged GET, so a large
 # buffer means few requests (a 30 MB BDD100K video: 15 GETs instead of ~900 with PyAV's 32 KiB default).
@@ -68,10 +68,15 @@ class Orientation:
 
     @classmethod
     def of(cls, frame: av.VideoFrame) -> "Orientation":
-        """Read once per video, not per frame: in PyAV 18 ``frame.side_data`` ties the frame into a reference
-        cycle, so every frame it is read from lives until the cycle collector runs (that held hundreds of
-        decoded 720p frames, ~1 GB, per decoding process)."""
-        matrix = next((bytes(sd) for sd in frame.side_data if sd.type.name == "DISPLAYMATRIX"), None)
+        """Read once per video (the first frame's). Through a ``SideDataContainer`` of its own, not
+        ``frame.side_data``: in PyAV 18 that property caches the container on the frame, and the container
+        points back at the frame, so every frame it was read from lived until the cycle collector ran. Per frame
+        that held hundreds of decoded 720p frames (~1 GB) per decoding process; in the survey's probe threads,
+        whose collections promote each other's live frames past the young generations, ~60 KB per probed
+        small video (100,000 probes: gigabytes in the driver) until a full collection, which the survey's
+        million tracked objects make rare. A container of its own points at the frame, the frame not at it:
+        both go as soon as they are dropped."""
+        matrix = next((bytes(sd) for sd in SideDataContainer(frame) if sd.type.name == "DISPLAYMATRIX"), None)
         if matrix is None:
             return cls()
         a, b, _, c, d, *_ = struct.unpack("<9i", matrix)
@@ -114,23 +119,9 @@ def to_array(frame: av.VideoFrame, width: int, height: int, shown: Orientation) 
     return np.ascontiguousarray(rgb[top:top + height, left:left + width])
 
 
-def release_side_data() -> None:
-    """Free the frames whose side data was read (see ``Orientation.of``) once nothing uses them. They wait in
-    a reference cycle for the youngest generations' collection, which decoding alone, allocating few Python
-    objects, triggers only every ~90 videos: at 720p ~300 MB piled up in between. This pass costs ~1 ms."""
-    gc.collect(1)
-
-
 def decode_frames(source: str | BinaryIO, fps: float, height: int, width: int) -> Iterator[np.ndarray]:
     """Yield uint8 (height, width, 3) frames at ``fps`` from a path or file-like object, turned upright by
     the first frame's display matrix (a rotation that changes mid-stream is not followed)."""
-    try:
-        yield from _resampled(source, fps, height, width)
-    finally:
-        release_side_data()
-
-
-def _resampled(source: str | BinaryIO, fps: float, height: int, width: int) -> Iterator[np.ndarray]:
     step = 1.0 / fps
     with open_container(source) as container:
         if not container.streams.video:

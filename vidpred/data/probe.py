@@ -19,7 +19,7 @@ from enum import StrEnum
 import av
 
 from vidpred.config import DataConfig
-from vidpred.data.decode import Orientation, open_container, release_side_data
+from vidpred.data.decode import Orientation, open_container
 from vidpred.data.sources import VideoFile, open_input, read_bytes, split_of
 
 TAIL_SECONDS = 1.0   # demux this much before the stated end to see that the data reaches it
@@ -123,7 +123,6 @@ def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataCon
             return Skip(file.uri, Reason.DECODE, "no decodable frame")
         width, height, (rotation, mirrored) = first.width, first.height, Orientation.of(first).rotation()
         del first
-        release_side_data()
         ends = _data_end(container, stream, duration)
         if ends < duration - max(END_SLACK, 2.0 / rate if rate else 0.0):
             return Skip(file.uri, Reason.TRUNCATED, f"data ends at {ends:.2f} s of {duration:.2f} s")
