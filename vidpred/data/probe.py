@@ -7,6 +7,11 @@ JSON, a JPEG), audio only, a codec no decoder here knows, truncated (no index, o
 stated duration), or shorter than one clip. ``data.probe = "header"`` reads the container header only (no
 frame decode, no tail: cheaper, blind to truncation and rotation). ``probe_info`` checks a GPS/IMU
 ``info/<split>/*.json``. Damage a probe cannot see is still caught while decoding (``pipeline.ClipsFromVideo``).
+
+A probe is split in two so that its result can be kept across runs (``vidpred.data.probe_index``):
+``probe_facts`` learns what depends only on the file's bytes (:class:`Facts`, or a :class:`Skip` whose reason
+is one of :data:`CONTENT_REASONS`), and ``judge`` turns facts into a verdict for one data config (the clip
+count, and ``shorter than one clip``, depend on fps, context, future and stride). ``probe_video`` is both.
 """
 
 from __future__ import annotations
@@ -70,6 +75,26 @@ class VideoInfo:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a probe learns about a healthy video that does not depend on the data config: ``rate`` and
+    ``duration`` unrounded, because the clip estimate is computed from them (``VideoInfo`` shows them rounded)."""
+
+    codec: str
+    width: int
+    height: int
+    rate: float         # average frame rate, 0 when the stream states none
+    duration: float     # seconds
+    rotation: int
+    mirrored: bool
+
+
+# Skip reasons ``probe_facts`` gives that depend only on the file's bytes: the same file gives the same one again.
+# Not READ (a storage failure may pass) and not TOO_SHORT (it depends on the data config; ``judge`` decides it).
+CONTENT_REASONS = frozenset({Reason.EMPTY, Reason.NOT_VIDEO, Reason.AUDIO_ONLY, Reason.CODEC, Reason.TRUNCATED,
+                             Reason.DECODE, Reason.BAD_INFO})
+
+
 def clip_count(frames: int, cfg: DataConfig) -> int:
     """Windows of ``cfg.clip_frames`` every ``cfg.stride`` frames in ``frames`` frames."""
     return 0 if frames < cfg.clip_frames else (frames - cfg.clip_frames) // cfg.stride + 1
@@ -98,7 +123,7 @@ def _data_end(container: av.container.InputContainer, stream: av.video.VideoStre
     return float((end - start) * stream.time_base) if end else 0.0
 
 
-def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataConfig) -> VideoInfo | Skip:
+def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataConfig) -> Facts | Skip:
     fmt = container.format.name
     if fmt.endswith("_pipe") or fmt in ("image2", "gif", "apng", "webp"):
         return Skip(file.uri, Reason.NOT_VIDEO, f"an image ({fmt})")
@@ -126,17 +151,31 @@ def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataCon
         ends = _data_end(container, stream, duration)
         if ends < duration - max(END_SLACK, 2.0 / rate if rate else 0.0):
             return Skip(file.uri, Reason.TRUNCATED, f"data ends at {ends:.2f} s of {duration:.2f} s")
-    frames, clips = estimate_clips(duration, rate, cfg)
+    return Facts(codec=stream.codec_context.name, width=width, height=height, rate=rate, duration=duration,
+                 rotation=rotation, mirrored=mirrored)
+
+
+def judge(file: VideoFile, found: Facts | Skip, cfg: DataConfig) -> VideoInfo | Skip:
+    """The verdict on one video for this data config: its facts with the clip estimate, or why it is unusable."""
+    if isinstance(found, Skip):
+        return found
+    frames, clips = estimate_clips(found.duration, found.rate, cfg)
     if clips == 0:
-        return Skip(file.uri, Reason.TOO_SHORT, f"{duration:.2f} s = {frames} frames at {cfg.fps:g} fps; "
+        return Skip(file.uri, Reason.TOO_SHORT, f"{found.duration:.2f} s = {frames} frames at {cfg.fps:g} fps; "
                                                 f"a clip needs {cfg.clip_frames}")
-    return VideoInfo(uri=file.uri, split=file.split, size=file.size, codec=stream.codec_context.name,
-                     width=width, height=height, fps=round(rate, 3), duration=round(duration, 3),
-                     rotation=rotation, mirrored=mirrored, clips=clips)
+    return VideoInfo(uri=file.uri, split=file.split, size=file.size, codec=found.codec, width=found.width,
+                     height=found.height, fps=round(found.rate, 3), duration=round(found.duration, 3),
+                     rotation=found.rotation, mirrored=found.mirrored, clips=clips)
 
 
 def probe_video(file: VideoFile, cfg: DataConfig) -> VideoInfo | Skip:
     """Check one video; never raises for a bad file (the Skip says why)."""
+    return judge(file, probe_facts(file, cfg), cfg)
+
+
+def probe_facts(file: VideoFile, cfg: DataConfig) -> Facts | Skip:
+    """What the file's bytes say (``cfg.probe`` sets how much is read; nothing else of ``cfg`` matters); never
+    raises for a bad file."""
     if file.size == 0:
         return Skip(file.uri, Reason.EMPTY, "0 bytes")
     try:
