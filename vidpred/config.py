@@ -68,6 +68,13 @@ class DataConfig(_Section):
         "full", description="check of every video before training: full = header + first frame + last second "
         "(catches truncation; ~0.5-1 MB read per video), header = the container header only")
     probe_threads: int = Field(16, ge=1, le=512, description="parallel checks of the videos before training")
+    probe_index: Literal["use", "refresh", "off"] = Field(
+        "use", description="probe results kept between runs, per file with its size and modification time: use = "
+        "reuse the entries of unchanged files and probe only new or changed ones; refresh = probe every file again "
+        "and rewrite the index; off = probe every file, neither read nor write an index")
+    probe_index_dir: str | None = Field(
+        None, description="where probe indexes live: a local directory or s3://bucket/prefix; None: "
+        "<cache_dir>/probe-index")
 
     @field_validator("uri")
     @classmethod
@@ -78,6 +85,21 @@ class DataConfig(_Section):
         if not path.is_dir():
             raise ValueError(f"local path {str(path)!r} does not exist or is not a directory; "
                              "allowed: an existing directory, s3://bucket/prefix, or null for the synthetic set")
+        return str(path.resolve())
+
+    @field_validator("probe_index_dir")
+    @classmethod
+    def _index_dir(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if is_remote_uri(v):
+            if v.partition("://")[0] not in ("s3", "s3a") or not v.partition("://")[2].strip("/"):
+                raise ValueError("allowed: a local directory, s3://bucket[/prefix], or null for <cache_dir>/probe-index")
+            return v
+        path = Path(v.removeprefix("file://")).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{str(path)!r} exists and is not a directory; allowed: a local directory (made when "
+                             "missing), s3://bucket[/prefix], or null for <cache_dir>/probe-index")
         return str(path.resolve())
 
     @property

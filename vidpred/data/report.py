@@ -1,7 +1,9 @@
 """The data account of a dataset or a run: what is usable, what was skipped and why.
 
 ``survey`` lists the splits and probes every video and info JSON in a thread pool (the work is ranged reads
-and header parsing, which release the GIL), giving a :class:`DataSummary`. Training starts from it: only
+and header parsing, which release the GIL), giving a :class:`DataSummary`; what the root's probe index
+(:mod:`vidpred.data.probe_index`) knows of unchanged files is taken from it instead, with the same account
+as a probe (skips included). Training starts from it: only
 usable videos enter the Ray Data pipeline, and the run fails before claiming any resource when no clip
 remains. Damage only decoding reveals is sent by the decode tasks to a :class:`SkipLog` actor, merged into
 the summary at the end of the run and read by the workers for their metrics.
@@ -17,8 +19,10 @@ from dataclasses import dataclass, field
 
 from vidpred.config import DataConfig
 from vidpred.data.prepared import read_manifest
-from vidpred.data.probe import Reason, Skip, VideoInfo, clip_count, probe_info, probe_video
-from vidpred.data.sources import VIDEO_SUFFIXES, DataError, VideoFile, check_root, join, list_files, write_bytes
+from vidpred.data.probe import Facts, Reason, Skip, VideoInfo, clip_count, judge, probe_facts, probe_info
+from vidpred.data.probe_index import MISS, ProbeIndex
+from vidpred.data.sources import (VIDEO_SUFFIXES, DataError, Listed, VideoFile, check_root, join, list_files,
+                                  write_bytes)
 
 EXPECTED_SPLITS = ("train", "val")  # reported when missing; ``test`` is optional
 RUN_SPLITS = ("train", "val")       # what a training run probes: it trains on train and validates on val
@@ -29,6 +33,9 @@ class DataSummary:
     root: str
     videos: list[VideoInfo] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    probed: int = 0            # files probed by the survey that made this account
+    reused: int = 0            # files whose result came from the probe index unchanged
+    index: str | None = None   # that index's URI (None: no index)
 
     def usable(self, split: str) -> list[VideoInfo]:
         bad = {s.uri for s in self.skipped}
@@ -88,17 +95,30 @@ class DataSummary:
         return "\n".join(rows)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One listed file to account for: a video (``file`` set) or an info JSON."""
+    listed: Listed
+    file: VideoFile | None = None
+
+    def probe(self, cfg: DataConfig) -> Facts | Skip | None:
+        return probe_facts(self.file, cfg) if self.file is not None else probe_info(self.listed.uri, cfg)
+
+
 def survey(cfg: DataConfig, root: str, splits: Iterable[str] = ("train",),
            expected: Iterable[str] = EXPECTED_SPLITS, progress: Callable[[int, int], None] | None = None
            ) -> DataSummary:
-    """Probe every video and info JSON of ``splits``; a missing expected split folder is a skip too."""
+    """Account for every video and info JSON of ``splits``; a missing expected split folder is a skip too.
+    Files the root's probe index knows unchanged are taken from it; the others are probed (``progress(done,
+    total)`` counts those) and the index updated (:mod:`vidpred.data.probe_index`)."""
     check_root(root, cfg)
     splits, expected = tuple(splits), tuple(expected)
     manifest = read_manifest(root, cfg)
     if manifest is not None:
         return from_manifest(cfg, root, manifest, splits)
     summary = DataSummary(root=root)
-    jobs: list[Callable[[], VideoInfo | Skip | None]] = []
+    index = ProbeIndex.open(cfg, root)
+    jobs: list[_Job] = []
     for split in dict.fromkeys([*splits, *expected]):
         videos = list_files(root, f"videos/{split}", VIDEO_SUFFIXES, cfg)
         if videos is None:
@@ -107,18 +127,30 @@ def survey(cfg: DataConfig, root: str, splits: Iterable[str] = ("train",),
             continue
         if split not in splits:
             continue
-        files = [VideoFile(uri, split, size) for uri, size in videos]
-        jobs += [lambda f=f: probe_video(f, cfg) for f in files]
-        infos = list_files(root, f"info/{split}", (".json",), cfg) or []
-        jobs += [lambda uri=uri: probe_info(uri, cfg) for uri, _ in infos]
+        jobs += [_Job(f, VideoFile(f.uri, split, f.size)) for f in videos]
+        jobs += [_Job(f) for f in list_files(root, f"info/{split}", (".json",), cfg) or []]
+        if index is not None:
+            index.listed(f"videos/{split}")
+            index.listed(f"info/{split}")
+    found = [MISS if index is None else index.get(job.listed) for job in jobs]
+    todo = [i for i, result in enumerate(found) if result is MISS]
     with ThreadPoolExecutor(cfg.probe_threads) as pool:
-        for done, result in enumerate(pool.map(lambda job: job(), jobs), 1):
-            if isinstance(result, VideoInfo):
-                summary.videos.append(result)
-            elif isinstance(result, Skip):
-                summary.skipped.append(result)
+        for done, (i, result) in enumerate(zip(todo, pool.map(lambda i: jobs[i].probe(cfg), todo)), 1):
+            found[i] = result
+            if index is not None:
+                index.put(jobs[i].listed, result)
             if progress:
-                progress(done, len(jobs))
+                progress(done, len(todo))
+    for job, result in zip(jobs, found):
+        result = judge(job.file, result, cfg) if job.file is not None else result
+        if isinstance(result, VideoInfo):
+            summary.videos.append(result)
+        elif isinstance(result, Skip):
+            summary.skipped.append(result)
+    summary.probed, summary.reused = len(todo), len(jobs) - len(todo)
+    if index is not None:
+        index.save()
+        summary.index = index.uri
     return summary
 
 
@@ -148,6 +180,8 @@ def training_summary(cfg: DataConfig, root: str, echo: Callable[[str], None] = p
         echo(f"[vidpred] data {summary.split_line(split)}")
     if not summary.usable("val"):
         echo(f"[vidpred] WARNING: no usable clip under {join(root, 'videos', 'val')}: training without validation")
+    if summary.index is not None:
+        echo(f"[vidpred] probe index {summary.index}: {summary.reused} files known unchanged, {summary.probed} probed")
     skipped = summary.skipped
     for s in skipped[:shown]:
         echo(f"[vidpred]   skipped {s.uri}: {s.reason}" + (f" ({s.detail})" if s.detail else ""))

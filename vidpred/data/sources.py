@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow.fs as pafs
 
@@ -169,10 +169,19 @@ def check_root(root: str, cfg: DataConfig | None = None) -> None:
         raise storage_error(root, exc) from None
 
 
+class Listed(NamedTuple):
+    """A file as the listing shows it: URI, size, and modification time in ns (None when the storage gives
+    none). On S3 the time is the object's LastModified, which every write of the key renews."""
+
+    uri: str
+    size: int
+    mtime_ns: int | None
+
+
 def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
-               ) -> list[tuple[str, int]] | None:
-    """(URI, size) of the files directly in ``root/folder`` ending in ``suffixes``, sorted; None if the
-    folder does not exist."""
+               ) -> list[Listed] | None:
+    """The files directly in ``root/folder`` ending in ``suffixes``, sorted by URI; None if the folder does not
+    exist."""
     fs, base = resolve(root, cfg)
     selector = pafs.FileSelector(join(base, folder), recursive=False, allow_not_found=True)
     try:
@@ -182,14 +191,14 @@ def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfi
     except OSError as exc:
         raise storage_error(join(root, folder), exc) from None
     prefix = _uri_prefix(root)
-    return sorted((prefix + info.path, info.size or 0) for info in infos
+    return sorted(Listed(prefix + info.path, info.size or 0, info.mtime_ns) for info in infos
                   if info.type == pafs.FileType.File and info.path.lower().endswith(suffixes))
 
 
 def list_videos(root: str, split: str, cfg: DataConfig | None = None) -> list[VideoFile]:
     """Videos of one split, sorted by URI; an absent split folder gives an empty list."""
     found = list_files(root, f"videos/{split}", (*VIDEO_SUFFIXES, PREPARED_SUFFIX), cfg) or []
-    return [VideoFile(uri=uri, split=split, size=size) for uri, size in found]
+    return [VideoFile(uri=f.uri, split=split, size=f.size) for f in found]
 
 
 def open_input(uri: str, cfg: DataConfig | None = None) -> pafs.NativeFile:
