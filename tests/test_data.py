@@ -10,7 +10,7 @@ import pytest
 from vidpred.config import DataConfig
 from vidpred.data.clips import windows
 from vidpred.data.decode import decode_frames
-from vidpred.data.pipeline import ClipsFromVideo, video_clips, videos_or_fail
+from vidpred.data.pipeline import MAX_READ_TASKS, ClipsFromVideo, video_clips, videos_or_fail
 from vidpred.data.probe import VideoInfo, probe_video
 from vidpred.data.sources import DataError, VideoFile, list_videos
 
@@ -210,3 +210,36 @@ def test_ray_dataset_streams_clips_and_reshuffles_files_every_epoch(tmp_path, lo
     assert len({tuple(e) for e in first}) == 3               # a new order every epoch
     assert all(sorted(e) == uris for e in first)             # every file once per epoch
     assert epochs(seed=2)[0] != first[0]
+    resumed = file_dataset(uris, 1)
+    resumed.context._execution_idx = 1                       # what TrainData does for a run resumed in epoch 1
+    assert [r["uri"] for r in resumed.iter_rows()] == first[1]
+    many = [f"file{i:05d}" for i in range(3 * MAX_READ_TASKS + 7)]
+    ds = file_dataset(many, 0)
+    assert sorted(r["uri"] for r in ds.iter_rows()) == many
+
+
+def test_file_source_reads_each_epoch_in_a_new_order_in_at_most_max_read_tasks():
+    """The read tasks are made per execution (epoch), from (seed, execution index); past MAX_READ_TASKS files
+    each task reads consecutive files of that epoch's order. No Ray: the tasks are called here."""
+    from ray.data import DataContext
+
+    from vidpred.data.pipeline import FileSource
+
+    def order(source, execution, parallelism=MAX_READ_TASKS):
+        ctx = DataContext()
+        ctx._execution_idx = execution
+        tasks = source.get_read_tasks(parallelism, data_context=ctx)
+        rows = [[u.as_py() for block in task() for u in block["uri"]] for task in tasks]
+        assert [task.metadata.num_rows for task in tasks] == [len(r) for r in rows]
+        return tasks, [u for r in rows for u in r]
+
+    few = [f"f{i}" for i in range(10)]
+    tasks, listed = order(FileSource(few, None), 0)
+    assert len(tasks) == 10 and listed == few                          # no seed: one task per file, listed order
+    many = [f"f{i:05d}" for i in range(2 * MAX_READ_TASKS + 500)]
+    source = FileSource(many, 7)
+    tasks, e0 = order(source, 0)
+    assert len(tasks) == MAX_READ_TASKS and sorted(e0) == many and e0 != many
+    assert order(source, 0)[1] == e0 and order(FileSource(many, 7), 0)[1] == e0   # the same (seed, epoch) replays
+    assert order(source, 1)[1] != e0 and order(FileSource(many, 8), 0)[1] != e0
+    assert len(order(source, 0, parallelism=4)[0]) == 4
