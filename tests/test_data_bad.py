@@ -71,6 +71,8 @@ def test_every_kind_of_bad_input_is_skipped_with_its_reason(tmp_path):
     assert all(name in table for name in expected) and "audio only" in table
     saved = json.loads(summary.to_json())
     assert {row["file"].rsplit("/", 1)[-1] for row in saved["skipped"]} == set(expected)
+    summary.write_json(str(tmp_path / "account.json"), buffer=100)   # written in many pieces
+    assert saved == summary.to_dict() == json.loads((tmp_path / "account.json").read_text())
 
 
 def test_training_summary_prints_the_account(tmp_path):

@@ -94,7 +94,8 @@ class DataConfig(_Section):
             return v
         if is_remote_uri(v):
             if v.partition("://")[0] not in ("s3", "s3a") or not v.partition("://")[2].strip("/"):
-                raise ValueError("allowed: a local directory, s3://bucket[/prefix], or null for <cache_dir>/probe-index")
+                raise ValueError("allowed: a local directory, s3://bucket[/prefix], or null for "
+                                 "<cache_dir>/probe-index")
             return v
         path = Path(v.removeprefix("file://")).expanduser()
         if path.exists() and not path.is_dir():

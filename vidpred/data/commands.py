@@ -52,7 +52,7 @@ def _inspect(args: argparse.Namespace) -> int:
     summary = inspect_dataset(_data_config(args), args.uri, progress=progress)
     print(format_report(summary))
     if args.json:
-        Path(args.json).write_text(summary.to_json())
+        summary.write_json(str(Path(args.json).resolve()))
         print(f"[vidpred] wrote {args.json}")
     return 0
 

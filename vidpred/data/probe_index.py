@@ -145,8 +145,8 @@ class ProbeIndex:
         """The stored result for ``file`` when its size and mtime are those stored, else :data:`MISS`."""
         rel = self.relative(file.uri)
         entry = self.loaded.get(rel)
-        if not self.reuse or file.mtime_ns is None or not isinstance(entry, list) or len(entry) < 3 or entry[:2] != [file.size,
-                                                                                                 file.mtime_ns]:
+        stamp = [file.size, file.mtime_ns]
+        if not self.reuse or file.mtime_ns is None or not isinstance(entry, list) or entry[:2] != stamp:
             return MISS
         try:
             result = decode(entry[2:], file.uri)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,8 +21,8 @@ from vidpred.config import DataConfig
 from vidpred.data.prepared import read_manifest
 from vidpred.data.probe import Facts, Reason, Skip, VideoInfo, clip_count, judge, probe_facts, probe_info
 from vidpred.data.probe_index import MISS, ProbeIndex
-from vidpred.data.sources import (VIDEO_SUFFIXES, DataError, Listed, VideoFile, check_root, join, list_files,
-                                  write_bytes)
+from vidpred.data.sources import (VIDEO_SUFFIXES, DataError, Listed, VideoFile, atomic_output, check_root, join,
+                                  list_files)
 
 EXPECTED_SPLITS = ("train", "val")  # reported when missing; ``test`` is optional
 RUN_SPLITS = ("train", "val")       # what a training run probes: it trains on train and validates on val
@@ -77,14 +77,42 @@ class DataSummary:
                             f"every file was skipped: run `vidpred data inspect {self.root}` for the list")
         return usable
 
+    def _head(self) -> dict:
+        return {"root": self.root, "metrics": self.metrics(), "skipped_by_reason": self.counts()}
+
+    def _rows(self) -> dict[str, Iterator[dict]]:
+        return {"skipped": ({"file": s.uri, "split": s.split, "reason": str(s.reason), "detail": s.detail}
+                            for s in self.skipped),
+                "videos": (v.to_dict() for v in self.videos)}
+
     def to_dict(self) -> dict:
-        return {"root": self.root, "metrics": self.metrics(), "skipped_by_reason": self.counts(),
-                "skipped": [{"file": s.uri, "split": s.split, "reason": str(s.reason), "detail": s.detail}
-                            for s in self.skipped],
-                "videos": [v.to_dict() for v in self.videos]}
+        return {**self._head(), **{key: list(rows) for key, rows in self._rows().items()}}
+
+    def json_chunks(self) -> Iterator[str]:
+        """``to_dict`` as JSON text, piece by piece, a line per skipped file and per video: written this way
+        a 100,000-video account never exists whole as one dict, string and bytes (+170 MB in the driver)."""
+        yield json.dumps(self._head(), indent=1)[:-2]   # without the closing "\n}"
+        for key, rows in self._rows().items():
+            yield f',\n "{key}": ['
+            for i, row in enumerate(rows):
+                yield ("," if i else "") + "\n  " + json.dumps(row)
+            yield "\n ]"
+        yield "\n}\n"
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return "".join(self.json_chunks())
+
+    def write_json(self, uri: str, cfg: DataConfig | None = None, buffer: int = 1 << 20) -> None:
+        """The account as a JSON file at ``uri`` (local or S3), written in ~``buffer``-byte pieces."""
+        with atomic_output(uri, cfg) as f:
+            pending, size = [], 0
+            for chunk in self.json_chunks():
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= buffer:
+                    f.write("".join(pending).encode())
+                    pending, size = [], 0
+            f.write("".join(pending).encode())
 
     def skip_table(self) -> str:
         if not self.skipped:
@@ -198,7 +226,7 @@ def finish_run_summary(summary: DataSummary, skip_log, run_dir: str, cfg: DataCo
     late = ray.get(skip_log.all.remote())
     summary.add_skips(late)
     uri = join(run_dir, "data_summary.json")
-    write_bytes(uri, summary.to_json().encode(), cfg)
+    summary.write_json(uri, cfg)
     echo(f"[vidpred] data summary: {uri} ({len(summary.skipped)} files skipped, {len(late)} of them while decoding)")
     return uri
 
