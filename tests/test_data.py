@@ -10,7 +10,7 @@ import pytest
 from vidpred.config import DataConfig
 from vidpred.data.clips import windows
 from vidpred.data.decode import decode_frames
-from vidpred.data.pipeline import MAX_READ_TASKS, ClipsFromVideo, video_clips, videos_or_fail
+from vidpred.data.pipeline import MAX_READ_TASKS, SINGLE_FILE_TASKS, ClipsFromVideo, video_clips, videos_or_fail
 from vidpred.data.probe import VideoInfo, probe_video
 from vidpred.data.sources import DataError, VideoFile, list_videos
 
@@ -240,6 +240,8 @@ def test_file_source_reads_each_epoch_in_a_new_order_in_at_most_max_read_tasks()
     source = FileSource(many, 7)
     tasks, e0 = order(source, 0)
     assert len(tasks) == MAX_READ_TASKS and sorted(e0) == many and e0 != many
+    sizes = [task.metadata.num_rows for task in tasks]   # the epoch's first clips come from single files
+    assert sizes[:SINGLE_FILE_TASKS] == [1] * SINGLE_FILE_TASKS and max(sizes) == 3
     assert order(source, 0)[1] == e0 and order(FileSource(many, 7), 0)[1] == e0   # the same (seed, epoch) replays
     assert order(source, 1)[1] != e0 and order(FileSource(many, 8), 0)[1] != e0
     assert len(order(source, 0, parallelism=4)[0]) == 4

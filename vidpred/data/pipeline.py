@@ -83,6 +83,11 @@ class ClipsFromVideo:
 # of driver memory for 100,000 files on the 2-core test box, then 28 s more to the first row, every run.
 # 1,000 read tasks are made and put in ~1 s, and still keep 1,000 decode slots busy on a large cluster.
 MAX_READ_TASKS = 1000
+# Past MAX_READ_TASKS files, the first this many tasks of an epoch still read one file each: a task's clips
+# leave it in blocks of up to Ray Data's target block size (128 MiB), so the epoch's first batch would wait
+# for a whole share of files (100,000 small files: 100 each, 10.5 s to the first batch here; BDD100K's 40 s
+# videos: ~13 decoded before the first block) instead of one.
+SINGLE_FILE_TASKS = 100
 
 
 def epoch_order(n: int, seed: int | None, execution: int) -> list[int]:
@@ -113,8 +118,10 @@ class FileSource(Datasource):
                        data_context: ray.data.DataContext | None = None) -> list[ReadTask]:
         execution = data_context._execution_idx if data_context is not None else 0
         order = np.asarray(epoch_order(len(self.uris), self.seed, execution), dtype=np.int64)
+        count = max(min(parallelism, len(self.uris)), 1)
+        single = min(SINGLE_FILE_TASKS, count - 1) if len(self.uris) > count else 0
         tasks = []
-        for part in np.array_split(order, max(min(parallelism, len(self.uris)), 1)):
+        for part in [order[i:i + 1] for i in range(single)] + np.array_split(order[single:], count - single):
             chunk = [self.uris[i] for i in part]
             meta = BlockMetadata(num_rows=len(chunk), size_bytes=sum(map(len, chunk)), input_files=None,
                                  exec_stats=None)
@@ -123,8 +130,9 @@ class FileSource(Datasource):
 
 
 def file_dataset(uris: list[str], seed: int | None):
-    """``{"uri"}`` rows, one read task per file up to :data:`MAX_READ_TASKS`; the file order reshuffled every
-    execution (epoch) from ``seed`` (listed order when None)."""
+    """``{"uri"}`` rows, one read task per file up to :data:`MAX_READ_TASKS` (beyond, the first
+    :data:`SINGLE_FILE_TASKS` of each epoch still one file each); the file order reshuffled every execution
+    (epoch) from ``seed`` (listed order when None)."""
     return ray.data.read_datasource(FileSource(uris, seed),
                                     override_num_blocks=max(min(len(uris), MAX_READ_TASKS), 1))
 
