@@ -12,7 +12,7 @@ the summary at the end of the run and read by the workers for their metrics.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -133,6 +133,18 @@ class _Job:
         return probe_facts(self.file, cfg) if self.file is not None else probe_info(self.listed.uri, cfg)
 
 
+def in_order(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
+    """``pool.map(fn, items)`` with at most ``ahead`` calls submitted beyond the one awaited: ``pool.map``
+    submits every item at once, and 100,000 futures held 166 MB of the driver for the whole survey."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def survey(cfg: DataConfig, root: str, splits: Iterable[str] = ("train",),
            expected: Iterable[str] = EXPECTED_SPLITS, progress: Callable[[int, int], None] | None = None
            ) -> DataSummary:
@@ -163,7 +175,8 @@ def survey(cfg: DataConfig, root: str, splits: Iterable[str] = ("train",),
     found = [MISS if index is None else index.get(job.listed) for job in jobs]
     todo = [i for i, result in enumerate(found) if result is MISS]
     with ThreadPoolExecutor(cfg.probe_threads) as pool:
-        for done, (i, result) in enumerate(zip(todo, pool.map(lambda i: jobs[i].probe(cfg), todo)), 1):
+        results = in_order(pool, lambda i: jobs[i].probe(cfg), todo, ahead=4 * cfg.probe_threads)
+        for done, (i, result) in enumerate(zip(todo, results), 1):
             found[i] = result
             if index is not None:
                 index.put(jobs[i].listed, result)
