@@ -175,7 +175,7 @@ def test_loss_schedule_is_validated_and_applied():
     feats = [[torch.zeros(1, 2)]]
 
     def total(step):
-        return generator_loss(pred, target, torch.tensor(0.0), logits, feats, feats, w, "lsgan", step=step)[1]["g_total"]
+        return generator_loss(pred, target, torch.tensor(0.0), logits, feats, feats, w, "lsgan", step=step)[1]["g_total"].item()
 
     assert total(2) == pytest.approx(1.0)  # L1 only: w_adv 0 before step 3
     assert total(3) == pytest.approx(2.0)  # + 1.0 x lsgan (0 - 1)^2

@@ -191,7 +191,13 @@ class TrainConfig(_Section):
     lr_d: float = Field(2e-4, gt=0, le=1)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
     steps: int = Field(60, ge=1, le=100_000_000, description="optimizer steps per worker")
-    log_every: int = Field(5, ge=1)
+    max_minutes: float | None = Field(
+        None, gt=0, le=10_000_000, description="time budget of one invocation, counted from the command's start "
+        "(start-up included): the run ends at the first logging interval past it, with a validation and a final "
+        "checkpoint, even before train.steps; --resume gets a new budget. None: no budget")
+    log_every: int = Field(
+        10, ge=1, description="steps per logging interval: a progress line, a report to Ray Train (Tune's schedulers "
+        "see these) and TensorBoard means; checkpoints and validations report too")
     checkpoint_every: int = Field(30, ge=1)
     keep_checkpoints: int = Field(2, ge=1, le=1000)
     max_failures: int = Field(

@@ -16,7 +16,7 @@ from vidpred.config import Config, ConfigError, is_remote_uri
 from vidpred.data.pipeline import build_dataset
 from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log, training_summary
 from vidpred.data.sources import join, list_videos
-from vidpred.train.loop import train_loop_per_worker
+from vidpred.train.loop import loop_config, train_loop_per_worker
 from vidpred.train.plan import resolve_auto
 from vidpred.train.resume import TrainData, announce_resume, location
 
@@ -108,8 +108,9 @@ def val_dataset(cfg: Config, root: str, data: DataSummary | None = None, skip_lo
 
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSummary | None = None,
-                skip_log=None, callbacks: list | None = None):
-    """The TorchTrainer of one run; ``callbacks`` are Ray Train callbacks (vidpred tune passes its reporter)."""
+                skip_log=None, callbacks: list | None = None, started: float | None = None):
+    """The TorchTrainer of one run; ``callbacks`` are Ray Train callbacks (vidpred tune passes its reporter);
+    ``started`` (a ``time.time()``, default now) is when ``train.max_minutes`` starts counting."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -122,7 +123,7 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
         resources["GPU"] = t.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=cfg.model_dump(mode="json"),
+        train_loop_config=loop_config(cfg, started),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources,
                                      placement_strategy=t.placement_strategy),
         run_config=RunConfig(name=name, storage_path=storage_at, storage_filesystem=storage_fs, callbacks=callbacks,
@@ -139,6 +140,7 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
 
 def train(cfg: Config) -> TrainResult:
     """Train on the configured data; returns the run and its last checkpoint."""
+    started = time.time()  # train.max_minutes counts from here: start-up is part of what a budget pays for
     cfg = resolve_auto(cfg)  # zero_stage: auto → the planner's pick, or a refusal before anything starts
     storage, name = storage_path(cfg), run_name(cfg)
     announce_resume(cfg, join(storage, name))  # same name and storage: Ray Train continues the run
@@ -147,9 +149,10 @@ def train(cfg: Config) -> TrainResult:
     init_ray()
     check_room_for_data(cfg)
     print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
-          f"{cfg.train.steps} steps, data {root}", flush=True)
+          f"{cfg.train.steps} steps" + (f" or {cfg.train.max_minutes:g} min" if cfg.train.max_minutes else "")
+          + f", data {root}", flush=True)
     skip_log = start_skip_log(name, data)
-    result = trainer_for(cfg, root, name, storage, data, skip_log).fit()
+    result = trainer_for(cfg, root, name, storage, data, skip_log, started=started).fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {name} finished without a checkpoint")
     summary_uri = finish_run_summary(data, skip_log, join(storage, name), cfg.data)
