@@ -3,6 +3,8 @@
 (a) the ceiling: the GAN step (``vidpred.train.step.gan_step``) in this process on plain torch engines
     (``local_engines``: no Ray, no DeepSpeed, no data pipeline), one torch thread, random uint8 clips of the
     run's shape; clips/s over the timed steps after warm-up.
+(a2) two such processes at once, one per core: what two cores give the plain step when both are busy (shared
+    caches, memory bandwidth, clock): separates the machine's own scaling from what Ray and DeepSpeed cost.
 (b) ``python -m vidpred train`` as a subprocess, exactly as the CLI builds it (TorchTrainer, Ray Data over a
     prepared 64×64 clip cache that the bench makes first, DeepSpeed engines), for 1 and 2 workers at ZeRO 0,
     2 and 3, same model, batch and resolution as (a). Its progress lines give each logging interval's rate;
@@ -85,6 +87,19 @@ def ceiling(size: str, steps: int, warmup: int = 5) -> dict:
                 "median_step_s": statistics.median(timed)}
     finally:
         torch.set_num_threads(threads)
+
+
+def _ceiling_job(job: tuple[str, int]) -> dict:
+    return ceiling(*job)
+
+
+def ceiling_pair(size: str, steps: int) -> dict:
+    """(a2): two (a) processes at the same time; their clips/s summed."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        runs = pool.map(_ceiling_job, [(size, steps)] * 2)
+    return {"model": size, "clips_per_s": sum(r["clips_per_s"] for r in runs), "per_process": runs}
 
 
 def _guard_rank(rank: int, world: int, port: int, calls: int, out: str) -> None:
@@ -179,6 +194,9 @@ def table(result: dict) -> str:
                     f"{r['steady_steps_per_s']:.2f} | {r['steady_clips_per_s'] / ideal:.2f} | "
                     f"{r['to_first_step_s']:.1f} | {r['first_step_s']:.2f} |")
     g = result["guard"]
+    for c in result["ceiling_pair"]:
+        rows.append(f"| {c['model']} | (a2) 2 processes at once, 1 thread each | — | {c['clips_per_s']:.1f} | "
+                    f"{c['clips_per_s'] / 8:.2f} | {c['clips_per_s'] / (2 * ceilings[c['model']]):.2f} | — | — |")
     rows.append(f"\n(c) non-finite guard: {g['us_per_call']:.0f} µs per flag all-reduce on 2 gloo ranks, two per step")
     return "\n".join(rows)
 
@@ -195,18 +213,22 @@ def main() -> None:
                                                                          args.base_log_every)}
     load_before = os.getloadavg()
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "torch": torch.__version__, "ceiling": [], "train": [], "guard": guard()}
+              "torch": torch.__version__, "ceiling": [], "ceiling_pair": [], "train": [],
+              "guard": guard()}
     for size in sizes:
         layouts, steps, log_every = plan[size]
-        result["ceiling"].append(ceiling(size, args.ceiling_steps if size == "tiny" else max(args.ceiling_steps // 4, 10)))
+        csteps = args.ceiling_steps if size == "tiny" else max(args.ceiling_steps // 4, 10)
+        result["ceiling"].append(ceiling(size, csteps))
         print(f"(a) {size}: {result['ceiling'][-1]['clips_per_s']:.1f} clips/s", flush=True)
+        result["ceiling_pair"].append(ceiling_pair(size, csteps))
+        print(f"(a2) {size}: {result['ceiling_pair'][-1]['clips_per_s']:.1f} clips/s", flush=True)
         for layout in layouts.split(","):
             workers, zero = (int(x) for x in layout.split(":"))
             row = train_row(size, workers, zero, steps, log_every, args.warmup_intervals, data, env, workdir / "runs")
             result["train"].append(row)
             print(f"(b) {size} {workers} workers ZeRO-{zero}: {row['steady_clips_per_s']:.1f} clips/s, first step "
                   f"{row['to_first_step_s']:.1f} s after the command started", flush=True)
-        result["ceiling"].append({**ceiling(size, args.ceiling_steps if size == "tiny" else max(args.ceiling_steps // 4, 10)),
+        result["ceiling"].append({**ceiling(size, csteps),
                                   "when": "after"})
     # the ceiling is timed before and after the runs (this VM's speed drifts); its mean per model is the goal's base
     merged = {}

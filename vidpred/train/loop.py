@@ -12,7 +12,9 @@ invocation, every ``log_every`` steps, every checkpoint and validation step, and
 every rank (Ray Train's report is a barrier). A report without a checkpoint goes out asynchronously
 (``CheckpointUploadMode.ASYNC``): Ray Train's controller takes one report per worker per poll (every 2 s,
 ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``) and a synchronous report blocks until it does — called every step that
-cost ~1.7 s per step here. Checkpoint reports stay synchronous: a checkpoint is registered complete or not at all.
+cost ~1.7 s per step here. Checkpoint reports stay synchronous: a checkpoint is registered complete or not at
+all; so does the report after one, which returns only once the controller has registered the checkpoint (a
+worker lost before that restarts from the checkpoint before, as with Ray's own synchronous reports).
 Ray Tune's schedulers see every report (ASHA and PBT decide on validation results, which are report points).
 
 ``train.max_minutes``: the driver passes a wall-clock deadline (the command's start + the budget); at each
@@ -93,6 +95,7 @@ class Trainer:
         self.position = faults.Position()  # of the data stream: what this worker has consumed
         self.nonfinite = faults.NonFinitePolicy(cfg.train)
         self.said_reports_queue = False
+        self.checkpoint_pending = False  # a checkpoint was reported and the controller may not have taken it yet
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
@@ -185,10 +188,16 @@ class Trainer:
 
     def report(self, metrics: dict[str, Any], with_checkpoint: bool) -> None:
         """One ``ray.train.report``: asynchronous without a checkpoint (the step goes on while Ray's controller
-        collects it), synchronous with one (written by every rank, registered complete or not at all)."""
+        collects it), synchronous with one (written by every rank, registered complete or not at all) and for
+        the report after it: a synchronous report returns once the controller has taken the one before, so from
+        then on the checkpoint is certainly registered and a lost worker restarts from it."""
         if not with_checkpoint:
-            ray.train.report(metrics, checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC)
+            mode = ray.train.CheckpointUploadMode.SYNC if self.checkpoint_pending else \
+                ray.train.CheckpointUploadMode.ASYNC
+            ray.train.report(metrics, checkpoint_upload_mode=mode)
+            self.checkpoint_pending = False
             return
+        self.checkpoint_pending = True
         metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         progress = {**self.position.state(), **self.nonfinite.state()}
         tmp = checkpoint.save(self.g_eng, self.d_eng, self.step, self.cfg, self.rank, progress)

@@ -1,6 +1,6 @@
 """One GAN step, readable top to bottom.
 
-The order is the one that survives ZeRO-2/3 with two engines (see STACK.md, DeepSpeed#4923/#3472):
+The order is the one that survives ZeRO-2/3 with two engines (measured with DeepSpeed 0.19.8; DeepSpeed#4923/#3472):
 one D forward per D backward on ``cat([real, fake.detach()])``; then G's loss goes through D's *raw
 module* with D's parameters frozen, never through D's engine. D is :class:`vidpred.model.Discriminators`:
 the frame and the clip discriminator in one module, so one engine and one optimizer serve both.
