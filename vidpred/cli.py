@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from vidpred import config as config_mod
+from vidpred import console
 from vidpred.cluster import commands as cluster_commands
 from vidpred.data import commands as data_commands
-from vidpred.data.sources import DataError
 from vidpred.eval import commands as eval_commands
 from vidpred.train import commands as train_commands
 from vidpred.tune import commands as tune_commands
@@ -40,6 +40,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidpred", description="Dashcam video prediction on Ray + DeepSpeed.")
+    p.add_argument("--debug", action="store_true",
+                   help=f"on an error, show the Python traceback too (anywhere on the line; or {console.DEBUG_ENV}=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train VPGAN (default: synthetic dashcam clips, local Ray)")
@@ -61,9 +63,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command inside the error boundary (:func:`vidpred.console.guarded`): an expected failure is
+    one line ``vidpred: error: ...`` and exit status 2."""
+    debug, argv = console.debug_wanted(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (config_mod.ConfigError, DataError) as exc:
-        print(f"vidpred: error: {exc}", file=sys.stderr)
-        return 2
+    return console.guarded(lambda: args.func(args), debug)

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
+from vidpred.config import UserError
+
 if TYPE_CHECKING:
     from vidpred.config import DataConfig
 
@@ -32,7 +34,7 @@ _AUTH_ERRORS = re.compile(r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCES
                           r"AccessDenied|SignatureDoesNotMatch|ExpiredToken|NO_SUCH_BUCKET|NoSuchBucket")
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """The dataset cannot be used at all (missing bucket or tree, rejected credentials, no usable clip)."""
 
 
