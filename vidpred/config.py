@@ -73,6 +73,48 @@ def is_remote_uri(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+REMOTE_SCHEMES = ("s3", "s3a")
+_BUCKET_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<bucket>[^/]*)(?P<rest>/.*)?$")
+
+
+def remote_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` (remote, ``scheme://...``) cannot be used, or None: the scheme must be one vidpred
+    reads and a bucket must be named (``s3://`` alone would pass here and fail deep in pyarrow)."""
+    m = _BUCKET_URI.match(uri)
+    if m is None or m["scheme"].lower() not in REMOTE_SCHEMES:
+        return f"unsupported scheme in {uri!r}; allowed: a local path, file://PATH or s3://bucket/prefix"
+    if not m["bucket"] or m["bucket"] in (".", ".."):
+        return f"{uri!r} names no bucket; expected s3://bucket/prefix"
+    return None
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why a local folder cannot be made or used at ``path``, or None: the path itself, or the nearest of
+    its parents that exists, is a file (mkdir would fail with NotADirectoryError deep in a command)."""
+    p = Path(path).expanduser()
+    for candidate in (p, *p.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if candidate.is_dir():
+                return None
+            what = "a broken symbolic link" if not candidate.exists() else "a file"
+            return f"{str(candidate)!r} is {what}, where a folder is expected"
+    return None
+
+
+def _local_or_remote_folder(v: str | None) -> str | None:
+    """A storage location: ``s3://bucket/prefix`` with a bucket, or a local path that is (or can become) a
+    folder."""
+    if v is None:
+        return v
+    if "://" in v and not v.startswith("file://"):
+        if problem := remote_uri_problem(v):
+            raise ValueError(problem)
+        return v
+    if problem := folder_problem(v.removeprefix("file://")):
+        raise ValueError(problem)
+    return v
+
+
 class DataConfig(_Section):
     uri: str | None = Field(
         None, description="BDD100K-layout tree: a local directory or s3://bucket/prefix. "
@@ -96,10 +138,21 @@ class DataConfig(_Section):
         "(catches truncation; ~0.5-1 MB read per video), header = the container header only")
     probe_threads: int = Field(16, ge=1, le=512, description="parallel checks of the videos before training")
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_a_folder(cls, v: str) -> str:
+        if problem := folder_problem(v):
+            raise ValueError(problem)
+        return v
+
     @field_validator("uri")
     @classmethod
     def _uri_exists(cls, v: str | None) -> str | None:
-        if v is None or is_remote_uri(v):
+        if v is not None and "://" in v and not v.startswith("file://"):
+            if problem := remote_uri_problem(v):
+                raise ValueError(problem)
+            return v
+        if v is None:
             return v
         path = Path(v.removeprefix("file://")).expanduser()
         if not path.is_dir():
@@ -251,6 +304,23 @@ class TrainConfig(_Section):
             raise ValueError("must be 0, 1, 2, 3 or auto")
         return v
 
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_is_a_folder(cls, v: str | None) -> str | None:
+        return _local_or_remote_folder(v)
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_from_uri(cls, v: str | None) -> str | None:
+        """The form only; whether a checkpoint is there is checked before Ray starts (it may be on S3)."""
+        if v is None:
+            return v
+        if "://" in v and not v.startswith("file://"):
+            if problem := remote_uri_problem(v):
+                raise ValueError(problem)
+            return v
+        return str(Path(v.removeprefix("file://")).expanduser().resolve())  # workers open it by absolute path
+
     @field_validator("device_memory")
     @classmethod
     def _size(cls, v: str | None) -> str | None:
@@ -386,7 +456,7 @@ def parse_assignment(assignment: str, model: type[BaseModel] | None = None) -> d
         try:
             parsed = yaml.safe_load(value) if text else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({exc.problem or exc})") from None
+            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
     for part in reversed(parts):
         parsed = {part: parsed}
     return parsed
@@ -410,15 +480,27 @@ def lay_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (``expected ',' or ']', line 2 column 1``)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
+
+
 def read_yaml_mapping(path: str | os.PathLike, flag: str, of: str = "keys") -> dict[str, Any]:
     """A YAML file whose top level is a mapping; ConfigError naming ``flag`` and the file otherwise."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
-        raise ConfigError(f"{flag} {str(p)!r}: file does not exist")
+        what = "is a folder, not a file" if p.is_dir() else "file does not exist"
+        raise ConfigError(f"{flag} {str(p)!r}: {what}")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{flag} {str(p)!r}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"{flag} {str(p)!r}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{flag} {str(p)!r}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{flag} {str(p)!r}: not valid YAML ({yaml_problem(exc)})") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{flag} {str(p)!r}: top level must be a mapping of {of}")
     return loaded or {}

@@ -18,8 +18,9 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
-from vidpred.config import UserError
+from vidpred.config import UserError, folder_problem
 
 DEBUG_ENV = "VIDPRED_DEBUG"
 # Credentials that may sit in the environment; their values never appear in a message.
@@ -79,3 +80,16 @@ def guarded(run: Callable[[], int], debug: bool = False) -> int:
             print(redact(traceback.format_exc()), file=sys.stderr, end="")
         error(message)
         return 2
+
+
+def output_file(path: str | os.PathLike, force: bool, flag: str) -> Path:
+    """``path`` as a file vidpred may write: not a folder, its folder makeable, and not an existing file
+    unless ``force`` (``--force``): nothing is written over unasked. Returns it absolute."""
+    p = Path(path).expanduser().absolute()
+    if p.is_dir():
+        raise UserError(f"{flag} {str(path)!r}: is a folder; give a file name, e.g. {p / 'generator.pt'}")
+    if problem := folder_problem(p.parent):
+        raise UserError(f"{flag} {str(path)!r}: {problem}")
+    if (p.exists() or p.is_symlink()) and not force:
+        raise UserError(f"{flag} {str(path)!r}: exists; add --force to replace it, or choose another name")
+    return p

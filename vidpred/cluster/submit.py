@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vidpred import config as config_mod
 from vidpred.cluster.manifest import RAY_GROUP, RAY_PLURALS, RAY_VERSION, ClusterError, Manifest
 
 # KubeRay's RayJob.status.jobDeploymentStatus values after which nothing more happens, and the Ray job states.
@@ -74,7 +75,8 @@ def check_kubeconfig(kubeconfig: str | None) -> None:
             with open(path, encoding="utf-8") as f:
                 loaded = yaml.safe_load(f)
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ClusterError(f"kubeconfig {path}: not valid YAML ({exc})") from None
+            raise ClusterError(f"kubeconfig {path}: not valid YAML ({config_mod.yaml_problem(exc)})" if isinstance(
+                exc, yaml.YAMLError) else f"kubeconfig {path}: not UTF-8 text") from None
         except OSError as exc:
             raise ClusterError(f"kubeconfig {path}: cannot be read ({exc.strerror})") from None
         if loaded is not None and not isinstance(loaded, dict):

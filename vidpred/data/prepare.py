@@ -16,12 +16,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vidpred.config import DataConfig
+from vidpred.config import DataConfig, folder_problem, is_remote_uri
 from vidpred.data.pipeline import frames_of
 from vidpred.data.prepared import MANIFEST, frame_count, manifest_for, target_uri, write_frames
 from vidpred.data.probe import Reason, Skip, VideoInfo, clip_count
 from vidpred.data.report import survey
-from vidpred.data.sources import SPLITS, join, resolve, write_bytes
+from vidpred.data.sources import SPLITS, DataError, join, resolve, write_bytes
 
 
 class PrepareOne:
@@ -72,6 +72,9 @@ def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None]) -> 
 
 def prepare(cfg: DataConfig, src: str, dst: str, echo: Callable[[str], None] = print) -> dict:
     """Prepare every split of ``src`` into ``dst``; returns the manifest written to ``dst/prepared.json``."""
+    resolve(dst, cfg)  # a remote DST of a form vidpred cannot use fails here, before any decoding
+    if not is_remote_uri(dst) and (problem := folder_problem(dst.removeprefix("file://"))):
+        raise DataError(f"DST {dst}: {problem}")
     summary = survey(cfg, src, splits=SPLITS)
     videos: list[VideoInfo] = summary.videos
     with ThreadPoolExecutor(cfg.probe_threads) as pool:

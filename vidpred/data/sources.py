@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
-from vidpred.config import UserError
+from vidpred.config import UserError, remote_uri_problem
 
 if TYPE_CHECKING:
     from vidpred.config import DataConfig
@@ -125,8 +125,8 @@ def resolve(uri: str, cfg: DataConfig | None = None) -> tuple[pafs.FileSystem, s
         return pafs.LocalFileSystem(), uri
     if scheme == "file":
         return pafs.LocalFileSystem(), rest
-    if scheme not in ("s3", "s3a"):
-        raise DataError(f"{uri}: unsupported scheme {scheme!r}; allowed: a local path, file://, s3://")
+    if problem := remote_uri_problem(uri):
+        raise DataError(problem)
     return _s3(rest.split("/", 1)[0], S3Settings.of(cfg)), rest
 
 
@@ -162,6 +162,12 @@ def storage_error(uri: str, exc: OSError) -> DataError:
 def check_root(root: str, cfg: DataConfig | None = None) -> None:
     """Raise DataError unless ``root`` is reachable and holds a ``videos/`` folder."""
     fs, base = resolve(root, cfg)
+    if not _uri_prefix(root):
+        kind = fs.get_file_info(base).type
+        if kind == pafs.FileType.NotFound:
+            raise DataError(f"{root}: does not exist; expected a dataset folder holding videos/{{train,val}}/")
+        if kind != pafs.FileType.Directory:
+            raise DataError(f"{root}: is a file, not a folder; expected a dataset folder holding videos/{{train,val}}/")
     try:
         if _uri_prefix(root) and fs.get_file_info(base.split("/", 1)[0]).type == pafs.FileType.NotFound:
             raise DataError(f"{root}: bucket {base.split('/', 1)[0]!r} does not exist")

@@ -136,6 +136,8 @@ def upload(local: str | Path, dest: str, cfg: DataConfig | None = None, workers:
     root = Path(local)
     if not root.is_dir():
         raise DataError(f"{local}: not a directory")
+    if workers < 1:
+        raise DataError(f"--workers {workers}: must be at least 1 (files uploaded at once)")
     if part_size < 5 * MIB:
         raise DataError(f"part size {part_size / MIB:g} MiB: S3 multipart parts must be at least 5 MiB")
     bucket, prefix = split_s3_uri(dest)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidpred.config import Config, ConfigError, is_remote_uri
+from vidpred.config import Config, ConfigError, UserError, is_remote_uri
 from vidpred.data.pipeline import build_dataset
 from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log, training_summary
 from vidpred.data.sources import join, list_videos
@@ -76,25 +76,58 @@ def init_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
 
 
+def room_problem(cfg: Config, total_cpus: float, where: str) -> str | None:
+    """Why CPU train workers would take so many of ``total_cpus`` that Ray Data could never decode (the run
+    would hang forever), or None."""
+    t = cfg.train
+    taken = t.num_workers * t.cpus_per_worker
+    if total_cpus - taken >= DECODE_TASK_CPUS:
+        return None
+    return (f"train.num_workers × train.cpus_per_worker = {t.num_workers} × {t.cpus_per_worker:g} = {taken:g} "
+            f"CPUs leaves {max(total_cpus - taken, 0):g} of {where}'s {total_cpus:g} for Ray Data's decode "
+            f"tasks, which need {DECODE_TASK_CPUS:g}: lower them so that their product is at most "
+            f"{max(total_cpus - DECODE_TASK_CPUS, 0):g} (fractional CPUs are fine)")
+
+
+def starts_local_ray() -> bool:
+    """Whether :func:`init_ray` will start a Ray of its own on this machine (``RAY_ADDRESS=local``, or unset
+    with no local cluster to join: Ray records a running one in ``/tmp/ray/ray_current_cluster``)."""
+    import tempfile
+
+    address = os.environ.get("RAY_ADDRESS")
+    if address == "local":
+        return True
+    return not address and not Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
+
+
+def check_before_ray(cfg: Config) -> None:
+    """What the workers alone would find wrong, refused before Ray starts: a ``train.init_from`` with no
+    checkpoint there, and CPU workers that leave the new local Ray's decode tasks no CPU."""
+    from vidpred.train.resume import require_checkpoint
+
+    if cfg.train.init_from:
+        try:
+            require_checkpoint(cfg.train.init_from, cfg.data)
+        except UserError as exc:
+            raise ConfigError(f"train.init_from: {exc}") from None
+    if not cfg.train.use_gpu and starts_local_ray():
+        if problem := room_problem(cfg, float(os.cpu_count() or 1), "this machine"):
+            raise ConfigError(problem)
+
+
 def check_room_for_data(cfg: Config) -> None:
     """Refuse a layout where CPU train workers take every CPU of a one-node cluster: Ray Data could never
     decode and the run would hang forever. Multi-node and GPU layouts are left to Ray's scheduler (an
     autoscaling cluster adds nodes; GPU workers land on GPU nodes)."""
     import ray
 
-    t = cfg.train
-    if t.use_gpu or sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
+    if cfg.train.use_gpu or sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
         return
     total_cpus = ray.cluster_resources().get("CPU", 0.0)
     if total_cpus == 0:  # a head that runs no tasks (KubeRay's num-cpus: 0): workers come from elsewhere
         return
-    taken = t.num_workers * t.cpus_per_worker
-    if total_cpus - taken < DECODE_TASK_CPUS:
-        raise ConfigError(
-            f"train.num_workers × train.cpus_per_worker = {t.num_workers} × {t.cpus_per_worker:g} = {taken:g} "
-            f"CPUs leaves {max(total_cpus - taken, 0):g} of this machine's {total_cpus:g} for Ray Data's decode "
-            f"tasks, which need {DECODE_TASK_CPUS:g}: lower them so that their product is at most "
-            f"{total_cpus - DECODE_TASK_CPUS:g} (fractional CPUs are fine)")
+    if problem := room_problem(cfg, total_cpus, "this cluster"):
+        raise ConfigError(problem)
 
 
 def val_dataset(cfg: Config, root: str, data: DataSummary | None = None, skip_log=None) -> dict:
@@ -142,6 +175,7 @@ def train(cfg: Config) -> TrainResult:
     cfg = resolve_auto(cfg)  # zero_stage: auto → the planner's pick, or a refusal before anything starts
     storage, name = storage_path(cfg), run_name(cfg)
     announce_resume(cfg, join(storage, name))  # same name and storage: Ray Train continues the run
+    check_before_ray(cfg)
     root = dataset_root(cfg)
     data = training_summary(cfg.data, root)  # probes every file; fails here, before any Ray resource is claimed
     init_ray()
