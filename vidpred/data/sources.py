@@ -15,7 +15,10 @@ import contextlib
 import functools
 import os
 import re
-from collections.abc import Iterator
+import socket
+import sys
+import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,9 +99,55 @@ def s3_endpoint_and_region(settings: S3Settings) -> tuple[str | None, str | None
             region or profile.get("region"))
 
 
+CONNECT_TIMEOUT = 3.0   # seconds a first TCP connection to the S3 endpoint may take
+CONNECT_TRIES = 3       # a connection that times out may be a slow network: tried this often, said each time
+
+
+def _host_port(endpoint: str | None, region: str | None) -> tuple[str, int, str]:
+    """(host, port, shown) of the S3 endpoint requests go to: the configured one, else AWS's regional one."""
+    if not endpoint:
+        host = f"s3.{region}.amazonaws.com" if region else "s3.amazonaws.com"
+        return host, 443, f"https://{host}"
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    return parsed.hostname or endpoint, port, endpoint
+
+
+@functools.lru_cache(maxsize=16)
+def check_reachable(endpoint: str | None, region: str | None, echo: Callable[[str], None] | None = None) -> None:
+    """Fail in seconds, naming the endpoint, when S3 cannot be reached at all. The AWS SDK retries every
+    failure the same way, so a refused connection or an unknown host (which no waiting heals) took 60-100 s
+    of silent backoff at data.s3_max_attempts = 10. Those are not retried here; a connection that times out is
+    retried ``CONNECT_TRIES`` times, each said on stderr. Once per endpoint and process (~1 ms when it works)."""
+    host, port, shown = _host_port(endpoint, region)
+    where = ("data.s3_endpoint / AWS_ENDPOINT_URL" if endpoint else "the network, AWS_REGION, or set data.s3_endpoint")
+    say = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    for attempt in range(1, CONNECT_TRIES + 1):
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+            return
+        except socket.gaierror as exc:
+            raise DataError(f"S3 endpoint {shown}: unknown host {host!r} ({exc.strerror}); not retried, as a name "
+                            f"that does not resolve does not heal by waiting: check {where}") from None
+        except ConnectionRefusedError:
+            raise DataError(f"S3 endpoint {shown}: connection refused (nothing listens on {host}:{port}); not "
+                            f"retried, as a refused connection does not heal by waiting: start the server, or "
+                            f"check {where}") from None
+        except TimeoutError:
+            if attempt == CONNECT_TRIES:
+                raise DataError(f"S3 endpoint {shown}: no answer from {host}:{port} within {CONNECT_TIMEOUT:g} s, "
+                                f"{CONNECT_TRIES} times; check {where}, a firewall or proxy") from None
+            say(f"[vidpred] S3 endpoint {shown}: no answer within {CONNECT_TIMEOUT:g} s, retrying "
+                f"({attempt + 1} of {CONNECT_TRIES})")
+        except OSError as exc:  # e.g. network unreachable: no route, nothing waiting would change
+            raise DataError(f"S3 endpoint {shown}: cannot connect to {host}:{port} ({exc.strerror or exc}); "
+                            f"check {where}") from None
+
+
 @functools.lru_cache(maxsize=16)
 def _s3(bucket: str, settings: S3Settings) -> pafs.S3FileSystem:
     endpoint, region = s3_endpoint_and_region(settings)
+    check_reachable(endpoint, region)
     kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.max_attempts)}
     if endpoint:
         kwargs["endpoint_override"] = endpoint
@@ -127,7 +176,10 @@ def resolve(uri: str, cfg: DataConfig | None = None) -> tuple[pafs.FileSystem, s
         return pafs.LocalFileSystem(), rest
     if problem := remote_uri_problem(uri):
         raise DataError(problem)
-    return _s3(rest.split("/", 1)[0], S3Settings.of(cfg)), rest
+    try:
+        return _s3(rest.split("/", 1)[0], S3Settings.of(cfg)), rest
+    except DataError as exc:
+        raise DataError(f"{uri}: {exc}") from None
 
 
 def join(root: str, *parts: str) -> str:
