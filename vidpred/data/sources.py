@@ -12,6 +12,7 @@ to ``data.s3_max_attempts`` times; listing pages through ``ListObjectsV2`` (1,00
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -229,21 +230,61 @@ def check_root(root: str, cfg: DataConfig | None = None) -> None:
         raise storage_error(root, exc) from None
 
 
-def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
-               ) -> list[tuple[str, int]] | None:
-    """(URI, size) of the files directly in ``root/folder`` ending in ``suffixes``, sorted; None if the
+def _local_entries(folder: str, suffixes: tuple[str, ...]) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Local listing by ``os.scandir``: pyarrow's leaves out dangling links and link loops without a word."""
+    files, odd = [], []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if not entry.name.lower().endswith(suffixes):
+                continue
+            path = entry.path
+            try:
+                if entry.is_dir():
+                    odd.append((path, "a folder, not a file"))
+                elif entry.is_file():
+                    files.append((path, entry.stat().st_size))
+                elif entry.is_symlink():
+                    odd.append((path, f"a symbolic link to {os.readlink(path)!r}, which does not exist"))
+                else:
+                    odd.append((path, "not a regular file"))
+            except OSError as exc:  # ELOOP: a link that leads back to itself
+                odd.append((path, "a symbolic link loop (it leads back to itself)" if exc.errno == errno.ELOOP
+                            else f"cannot be opened ({exc.strerror})"))
+    return sorted(files), sorted(odd)
+
+
+def list_entries(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
+                 ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]] | None:
+    """((URI, size) of the files directly in ``root/folder`` ending in ``suffixes``, (URI, what it is) of
+    the other entries with such a name: folders, dangling links, link loops), both sorted; None if the
     folder does not exist."""
     fs, base = resolve(root, cfg)
-    selector = pafs.FileSelector(join(base, folder), recursive=False, allow_not_found=True)
+    where = join(base, folder)
     try:
-        infos = fs.get_file_info(selector)
-        if not infos and fs.get_file_info(join(base, folder)).type == pafs.FileType.NotFound:
+        if isinstance(fs, pafs.LocalFileSystem):
+            kind = fs.get_file_info(where).type
+            if kind == pafs.FileType.NotFound:
+                return None
+            if kind != pafs.FileType.Directory:
+                raise DataError(f"{join(root, folder)}: is a file, where a folder of videos is expected")
+            return _local_entries(where, suffixes)
+        infos = fs.get_file_info(pafs.FileSelector(where, recursive=False, allow_not_found=True))
+        if not infos and fs.get_file_info(where).type == pafs.FileType.NotFound:
             return None
     except OSError as exc:
         raise storage_error(join(root, folder), exc) from None
     prefix = _uri_prefix(root)
-    return sorted((prefix + info.path, info.size or 0) for info in infos
-                  if info.type == pafs.FileType.File and info.path.lower().endswith(suffixes))
+    named = [info for info in infos if info.path.lower().endswith(suffixes)]
+    return (sorted((prefix + i.path, i.size or 0) for i in named if i.type == pafs.FileType.File),
+            sorted((prefix + i.path, "a folder (prefix), not an object") for i in named if i.type != pafs.FileType.File))
+
+
+def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
+               ) -> list[tuple[str, int]] | None:
+    """(URI, size) of the files directly in ``root/folder`` ending in ``suffixes``, sorted; None if the
+    folder does not exist."""
+    found = list_entries(root, folder, suffixes, cfg)
+    return None if found is None else found[0]
 
 
 def list_videos(root: str, split: str, cfg: DataConfig | None = None) -> list[VideoFile]:
