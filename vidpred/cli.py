@@ -28,14 +28,31 @@ def _train(args: argparse.Namespace) -> int:
     from vidpred.eval.preview import write_preview
     from vidpred.train.launch import preview_path, train
 
-    result = train(cfg)
+    result = train(cfg, verbose=args.verbose)
     with result.checkpoint.as_directory() as directory:
         png = write_preview(directory, cfg, result.dataset, preview_path(cfg, result))
-    losses = " ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k != "step")
-    print(f"[vidpred] done: {result.metrics.get('step')} steps, {losses}")
+    for line in final_lines(result.metrics):
+        print(f"[vidpred] {line}")
     print(f"[vidpred] checkpoint: {result.checkpoint_uri}")
     print(f"[vidpred] prediction: {png}")
+    if cfg.train.tensorboard:
+        print(f"[vidpred] TensorBoard: tensorboard --logdir {result.run_dir}/tensorboard")
+    print(f"[vidpred] Ray's own output: {result.log_file}")
     return 0
+
+
+SHOWN_LOSSES = ("g_total", "rec", "kl", "adv", "d_loss")
+
+
+def final_lines(metrics: dict) -> list[str]:
+    """The end of a run in two lines: the losses that matter, and the last validation beside copy-last
+    (every metric is in TensorBoard and the checkpoint's report)."""
+    losses = " ".join(f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if isinstance(metrics.get(k), float))
+    lines = [f"done: {metrics.get('step')} steps, {losses}"]
+    if isinstance(metrics.get("val_psnr"), float):
+        lines.append(f"validation: PSNR {metrics['val_psnr']:.2f} dB (copy-last {metrics['val_copy_last_psnr']:.2f}), "
+                     f"SSIM {metrics['val_ssim']:.4f} (copy-last {metrics['val_copy_last_ssim']:.4f})")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one value, e.g. --set train.steps=100 (repeatable)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--verbose", action="store_true",
+                   help="show Ray's, Ray Data's and DeepSpeed's own output live (always in <run>/logs/ray.log)")
     t.add_argument("--resume", metavar="RUN",
                    help="continue a run from its latest checkpoint: a run name under train.storage_path, a run "
                         "directory or URI; its config is the base, --config/--set go on top (e.g. train.steps)")

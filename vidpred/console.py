@@ -93,3 +93,96 @@ def output_file(path: str | os.PathLike, force: bool, flag: str) -> Path:
     if (p.exists() or p.is_symlink()) and not force:
         raise UserError(f"{flag} {str(path)!r}: exists; add --force to replace it, or choose another name")
     return p
+
+
+# --------------------------------------------------------------------------------------------- Ray's output
+
+MARK = "[vidpred]"
+# Loggers of the libraries under vidpred: what they say goes to the log file unless --verbose.
+LIBRARY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "deepspeed", "DeepSpeed", "torch", "py.warnings")
+RAY_PRINTER = "ray_print_logs"   # the handler ray.init(log_to_driver=True) installs to print every Ray process
+
+
+class RayOutput:
+    """Where the output of Ray, Ray Data, Ray Train/Tune and DeepSpeed goes while a command runs.
+
+    Without ``verbose``: into ``log_file`` (every line of every Ray process, as Ray would have printed it,
+    and the driver's own library loggers and Python warnings), while the console shows vidpred's lines only:
+    lines carrying ``[vidpred]`` from any process (the workers' progress, validation) and the decode tasks'
+    "skipping video" warnings, each once. With ``verbose``: everything live as Ray prints it, and in the file
+    too. Ray prints other processes' output through one handler of its driver, added by ``ray.init`` under
+    the name ``ray_print_logs`` (``ray._private.ray_logging.global_worker_stdstream_dispatcher``, Ray 2.60,
+    pinned; tests/test_mistakes.py's console test catches a change); :meth:`attach` swaps it for ours.
+    """
+
+    def __init__(self, log_file: str | os.PathLike, verbose: bool = False):
+        self.path, self.verbose = Path(log_file), verbose
+        self.file = None
+        self.saved: dict[str, tuple[list, bool]] = {}
+        self.seen: set[str] = set()
+        self.attached = self.closed = False
+
+    def __enter__(self) -> "RayOutput":
+        import logging
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+        handler = logging.StreamHandler(self.file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.handler = handler
+        logging.captureWarnings(True)
+        for name in LIBRARY_LOGGERS:
+            logger = logging.getLogger(name)
+            self.saved[name] = (list(logger.handlers), logger.propagate)
+            if not self.verbose:
+                for h in list(logger.handlers):
+                    logger.removeHandler(h)
+                logger.propagate = False
+            logger.addHandler(handler)
+        return self
+
+    def attach(self) -> None:
+        """After ``ray.init``: Ray's printing of its processes' output replaced by :meth:`lines` (Ray started
+        elsewhere, without log_to_driver, prints nothing: then only the file-side handler is added)."""
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+        if self.attached:
+            return
+        if not self.verbose:
+            dispatcher.remove_handler(RAY_PRINTER)
+        dispatcher.remove_handler("vidpred_console")  # an earlier command's, in the same process
+        dispatcher.add_handler("vidpred_console", self.lines)
+        self.attached = True
+
+    def lines(self, data: dict) -> None:
+        """One batch of lines from one Ray process: all to the file; vidpred's to the console (not verbose)."""
+        who = data.get("actor_name") or data.get("task_name") or ""
+        pid = data.get("pid", "")
+        for line in data.get("lines", []):
+            if self.file is not None and not self.file.closed:
+                self.file.write(f"({who} pid={pid}) {line}\n")
+            if self.verbose or self.closed:
+                continue
+            if MARK in line:
+                print(line[line.index(MARK):], flush=True)
+            elif "skipping video " in line and line not in self.seen:
+                self.seen.add(line)
+                print(f"{MARK} {line[line.index('skipping video '):]}", flush=True)
+
+    def __exit__(self, *exc) -> None:
+        """Library loggers back as they were. Ray's printer stays replaced: lines Ray delivers after the
+        command's end (its log stream lags by a second or two) still go to the file, none to the console."""
+        import atexit
+        import logging
+
+        self.closed = True
+        for name, (handlers, propagate) in self.saved.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(self.handler)
+            for h in handlers:
+                if h not in logger.handlers:
+                    logger.addHandler(h)
+            logger.propagate = propagate
+        logging.captureWarnings(False)
+        if self.file is not None:
+            atexit.register(self.file.close)

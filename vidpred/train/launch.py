@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidpred.config import Config, ConfigError, UserError, is_remote_uri
+from vidpred.console import RayOutput
 from vidpred.data.pipeline import build_dataset
 from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log, training_summary
 from vidpred.data.sources import join, list_videos
@@ -29,6 +30,7 @@ class TrainResult:
     checkpoint: object    # ray.train.Checkpoint of the last step
     metrics: dict
     data_summary: str | None = None  # URI of the run's data_summary.json (usable and skipped files)
+    log_file: str | None = None      # Ray's, Ray Data's and DeepSpeed's own output of the run
 
     @property
     def checkpoint_uri(self) -> str:
@@ -45,9 +47,18 @@ def dataset_root(cfg: Config) -> str:
 
     width, height = parse_size(d.synth_size)
     root = Path(d.cache_dir) / f"synth-{d.synth_clips}x{d.synth_seconds:g}s-{width}x{height}-seed{cfg.train.seed}"
-    print(f"[vidpred] synthetic dashcam set: {root}", flush=True)
-    synth_dataset(root, clips=d.synth_clips, seconds=d.synth_seconds, fps=30, size=(width, height),
-                  seed=cfg.train.seed, progress=lambda msg: print(f"[vidpred]   {msg}", flush=True))
+    reused = []
+
+    def progress(msg: str) -> None:  # a clip written now is a line; the ones already there, one line in all
+        if msg.endswith("exists, skipped"):
+            reused.append(msg)
+        else:
+            print(f"[vidpred]   {msg}", flush=True)
+
+    paths = synth_dataset(root, clips=d.synth_clips, seconds=d.synth_seconds, fps=30, size=(width, height),
+                          seed=cfg.train.seed, progress=progress)
+    print(f"[vidpred] synthetic dashcam set: {root} ({len(paths)} clips"
+          + (f", {len(reused)} of them made by an earlier run)" if reused else ")"), flush=True)
     return str(root)
 
 
@@ -170,25 +181,39 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
     )
 
 
-def train(cfg: Config) -> TrainResult:
-    """Train on the configured data; returns the run and its last checkpoint."""
+def log_file(cfg: Config, storage: str, name: str) -> Path:
+    """Where Ray's, Ray Data's and DeepSpeed's own output of a run goes: ``<run dir>/logs/ray.log``, or under
+    the local cache when the run lives on S3 (a log file is appended to as it is written)."""
+    if is_remote_uri(storage):
+        return Path(cfg.data.cache_dir) / "logs" / name / "ray.log"
+    return Path(storage) / name / "logs" / "ray.log"
+
+
+def train(cfg: Config, verbose: bool = False) -> TrainResult:
+    """Train on the configured data; returns the run and its last checkpoint. The console shows vidpred's
+    lines; Ray's own output goes to :func:`log_file` (``verbose``: shown live as well)."""
     cfg = resolve_auto(cfg)  # zero_stage: auto → the planner's pick, or a refusal before anything starts
     storage, name = storage_path(cfg), run_name(cfg)
     announce_resume(cfg, join(storage, name))  # same name and storage: Ray Train continues the run
     check_before_ray(cfg)
     root = dataset_root(cfg)
     data = training_summary(cfg.data, root)  # probes every file; fails here, before any Ray resource is claimed
-    init_ray()
-    check_room_for_data(cfg)
-    print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
-          f"{cfg.train.steps} steps, data {root}", flush=True)
-    skip_log = start_skip_log(name, data)
-    result = trainer_for(cfg, root, name, storage, data, skip_log).fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"run {name} finished without a checkpoint")
-    summary_uri = finish_run_summary(data, skip_log, join(storage, name), cfg.data)
+    logs = log_file(cfg, storage, name)
+    with RayOutput(logs, verbose) as output:
+        init_ray()
+        output.attach()
+        check_room_for_data(cfg)
+        print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
+              f"{cfg.train.precision}, {cfg.train.steps} steps, data {root}", flush=True)
+        print(f"[vidpred] Ray's, Ray Data's and DeepSpeed's own output: {logs}"
+              + ("" if verbose else " (--verbose shows it here)"), flush=True)
+        skip_log = start_skip_log(name, data)
+        result = trainer_for(cfg, root, name, storage, data, skip_log).fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"run {name} finished without a checkpoint")
+        summary_uri = finish_run_summary(data, skip_log, join(storage, name), cfg.data)
     return TrainResult(name=name, run_dir=join(storage, name), dataset=root, checkpoint=result.checkpoint,
-                       metrics=dict(result.metrics or {}), data_summary=summary_uri)
+                       metrics=dict(result.metrics or {}), data_summary=summary_uri, log_file=str(logs))
 
 
 def preview_path(cfg: Config, result: TrainResult) -> Path:
