@@ -12,12 +12,14 @@ This module imports nothing of vidpred but the config (the lowest room), so ever
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vidpred.config import UserError, folder_problem
@@ -186,3 +188,21 @@ class RayOutput:
         logging.captureWarnings(False)
         if self.file is not None:
             atexit.register(self.file.close)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[io.StringIO]:
+    """A library's chatter held back for the duration (its prints, progress bars and log lines below ERROR:
+    e.g. DeepSpeed's checkpoint merge prints six lines and a bar); yields what was held, for an error message."""
+    import logging
+
+    held = io.StringIO()
+    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+            yield held
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)

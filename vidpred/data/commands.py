@@ -66,7 +66,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from vidpred.data.prepare import prepare
 
-    manifest = prepare(_data_config(args), args.src, args.dst)
+    manifest = prepare(_data_config(args), args.src, args.dst, verbose=args.verbose)
     files = sum(len(v) for v in manifest["splits"].values())
     print(f"[vidpred] prepared {files} videos at {manifest['fps']:g} fps {manifest['width']}x{manifest['height']}"
           f" → {args.dst} ({len(manifest['skipped'])} skipped); train with --set data.uri={args.dst}")
@@ -109,4 +109,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r = _with_config(data.add_parser("prepare", help="decode once into a prepared-clip cache (a Ray Data job)"))
     r.add_argument("src", help="raw dataset root (local or s3://)")
     r.add_argument("dst", help="prepared cache root (local or s3://); rerun to resume")
+    r.add_argument("--verbose", action="store_true", help="show Ray's own output live (always in a log file)")
     r.set_defaults(func=_prepare)

@@ -32,9 +32,11 @@ def fp32_generator_state(checkpoint_dir: str | os.PathLike) -> dict[str, torch.T
         if stage == 0:
             states = torch.load(g_dir / TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
             return {k: v.float() for k, v in states["module"].items()}
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        with console.quiet():  # DeepSpeed prints its accelerator, every shard and a progress bar
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        return {k: v.float() for k, v in get_fp32_state_dict_from_zero_checkpoint(str(g_dir), tag=TAG).items()}
+            merged = get_fp32_state_dict_from_zero_checkpoint(str(g_dir), tag=TAG)
+        return {k: v.float() for k, v in merged.items()}
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{g_dir / TAG}: the DeepSpeed shards cannot be read ({type(exc).__name__}: {exc}); "
                               "the checkpoint is damaged or incomplete: use another checkpoint of the run") from None
