@@ -149,7 +149,7 @@ def report(generator, data: np.ndarray, setup: dict, out: Path, samples: int, ba
     shown = list(range(min(SHOWN_CLIPS, len(data))))
     stack([grid(data[i, :c], data[i, c:], firsts[i]) for i in shown]).save(out / "grid.png")
     save_gif(gif_frames(data[shown, :c], data[shown, c:], firsts[shown]), out / "prediction.gif", setup["fps"])
-    metrics_plot(summary).save(out / "metrics.png")
+    (out / "metrics.png").write_bytes(metrics_plot(summary))
     return summary
 
 
