@@ -35,8 +35,10 @@ def _train(args: argparse.Namespace) -> int:
         print(f"[vidpred] {line}")
     print(f"[vidpred] checkpoint: {result.checkpoint_uri}")
     print(f"[vidpred] prediction: {png}")
-    if cfg.train.tensorboard:
-        print(f"[vidpred] TensorBoard: tensorboard --logdir {result.run_dir}/tensorboard")
+    if cfg.train.tensorboard:  # where rank 0 writes (vidpred.train.tensorboard.logdir): the run, or the cache
+        board = (Path(cfg.data.cache_dir) / "tensorboard" / result.name if config_mod.is_remote_uri(result.run_dir)
+                 else f"{result.run_dir}/tensorboard")
+        print(f"[vidpred] TensorBoard: tensorboard --logdir {board}")
     print(f"[vidpred] Ray's own output: {result.log_file}")
     return 0
 
