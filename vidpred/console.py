@@ -130,6 +130,7 @@ class RayOutput:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
         handler = logging.StreamHandler(self.file)
+        handler.setLevel(logging.INFO)  # Ray Data's driver loggers run at DEBUG: hundreds of lines per dataset
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.handler = handler
         logging.captureWarnings(True)

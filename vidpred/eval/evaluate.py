@@ -58,13 +58,17 @@ def data_config(run_config: dict, data_uri: str) -> DataConfig:
 
 
 def read_clips(root: str, cfg: DataConfig, split: str, limit: int) -> np.ndarray:
-    """Up to ``limit`` clips [N, T, H, W, 3] uint8, spread over the split's videos in name order."""
+    """Up to ``limit`` clips [N, T, H, W, 3] uint8, spread over the split's usable videos in name order: the
+    probe training runs first (:func:`vidpred.data.report.survey`), so eval scores the files training would
+    use and never the good start of a file cut short."""
     from vidpred.data.pipeline import video_clips  # PyAV only where videos are read
-    from vidpred.data.sources import DataError, list_videos
+    from vidpred.data.report import survey
+    from vidpred.data.sources import DataError
 
-    videos = list_videos(root, split, cfg)
-    if not videos:
-        raise DataError(f"no videos (*.mov, *.mp4) under {root}/videos/{split}")
+    summary = survey(cfg, root, splits=(split,), expected=(split,))
+    for skip in summary.skipped:
+        log.warning("skipping video %s: %s%s", skip.uri, skip.reason, f" ({skip.detail})" if skip.detail else "")
+    videos = summary.require_clips(split)
     per_video = max(1, math.ceil(limit / len(videos)))
     clips: list[np.ndarray] = []
     for video in videos:
