@@ -101,14 +101,19 @@ def folder_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _remote(v: str) -> bool:
+    """Whether ``v`` is a remote URI, one of a usable form (ValueError naming the problem otherwise)."""
+    if not is_remote_uri(v):
+        return False
+    if problem := remote_uri_problem(v):
+        raise ValueError(problem)
+    return True
+
+
 def _local_or_remote_folder(v: str | None) -> str | None:
     """A storage location: ``s3://bucket/prefix`` with a bucket, or a local path that is (or can become) a
     folder."""
-    if v is None:
-        return v
-    if "://" in v and not v.startswith("file://"):
-        if problem := remote_uri_problem(v):
-            raise ValueError(problem)
+    if v is None or _remote(v):
         return v
     if problem := folder_problem(v.removeprefix("file://")):
         raise ValueError(problem)
@@ -148,11 +153,7 @@ class DataConfig(_Section):
     @field_validator("uri")
     @classmethod
     def _uri_exists(cls, v: str | None) -> str | None:
-        if v is not None and "://" in v and not v.startswith("file://"):
-            if problem := remote_uri_problem(v):
-                raise ValueError(problem)
-            return v
-        if v is None:
+        if v is None or _remote(v):
             return v
         path = Path(v.removeprefix("file://")).expanduser()
         if not path.is_dir():
@@ -313,11 +314,7 @@ class TrainConfig(_Section):
     @classmethod
     def _init_from_uri(cls, v: str | None) -> str | None:
         """The form only; whether a checkpoint is there is checked before Ray starts (it may be on S3)."""
-        if v is None:
-            return v
-        if "://" in v and not v.startswith("file://"):
-            if problem := remote_uri_problem(v):
-                raise ValueError(problem)
+        if v is None or _remote(v):
             return v
         return str(Path(v.removeprefix("file://")).expanduser().resolve())  # workers open it by absolute path
 
