@@ -220,6 +220,8 @@ PROBES = [
     (["data", "upload", "{data}", "s3://bucket/x", "--set", f"data.s3_endpoint={DEAD}"], "connection refused"),
     (["data", "prepare", "{data}", "{file}"], "DST"),
     (["data", "prepare", "{missing}", "{empty}/p"], "does not exist"),
+    (["data", "prepare", "{data}", "{data}"], "is SRC itself"),
+    (["train", "--resume", "s3://"], "names no bucket"),
     # tune
     (["tune", "{latin1}", "--check"], "not UTF-8"),
     (["tune", "{missing}", "--check"], "file does not exist"),

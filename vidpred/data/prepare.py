@@ -79,11 +79,21 @@ def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None], ver
     return results
 
 
+def _same_place(a: str, b: str) -> bool:
+    """Whether two dataset URIs name the same folder (local paths compared resolved)."""
+    if is_remote_uri(a) or is_remote_uri(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a.removeprefix("file://")).expanduser().resolve() == Path(b.removeprefix("file://")).expanduser().resolve()
+
+
 def prepare(cfg: DataConfig, src: str, dst: str, echo: Callable[[str], None] = print, verbose: bool = False) -> dict:
     """Prepare every split of ``src`` into ``dst``; returns the manifest written to ``dst/prepared.json``."""
     resolve(dst, cfg)  # a remote DST of a form vidpred cannot use fails here, before any decoding
     if not is_remote_uri(dst) and (problem := folder_problem(dst.removeprefix("file://"))):
         raise DataError(f"DST {dst}: {problem}")
+    if _same_place(src, dst):
+        raise DataError(f"DST {dst}: is SRC itself; the prepared files and prepared.json would go into the raw "
+                        "dataset (which would then read as a prepared one): choose another folder")
     summary = survey(cfg, src, splits=SPLITS)
     videos: list[VideoInfo] = summary.videos
     with ThreadPoolExecutor(cfg.probe_threads) as pool:

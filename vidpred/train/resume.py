@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vidpred import config as config_mod
-from vidpred.config import Config, ConfigError, DataConfig, is_remote_uri
+from vidpred.config import Config, ConfigError, DataConfig, is_remote_uri, remote_uri_problem
 from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, parse_meta, read_meta
 
 # Keys a resumed run must keep: the engines' shards are laid out by them (model shapes, ZeRO partitions per
@@ -35,6 +35,8 @@ def split_run(spec: str, storage: str) -> tuple[str, str]:
     """RUN → (storage_path, run name). A bare name is looked up under ``storage``."""
     if "://" not in spec and "/" not in spec and os.sep not in spec:
         return storage, spec
+    if is_remote_uri(spec) and (problem := remote_uri_problem(spec)):
+        raise ConfigError(f"--resume {spec}: {problem}")
     if not is_remote_uri(spec):
         spec = str(Path(spec.removeprefix("file://")).expanduser().resolve())
     spec = spec.rstrip("/")
