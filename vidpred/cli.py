@@ -43,14 +43,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-SHOWN_LOSSES = ("g_total", "rec", "kl", "adv", "d_loss")
+DONE_KEYS = ("g_total", "rec", "kl", "adv", "d_loss", "nonfinite_steps", "data_videos", "data_skipped",
+             "val_psnr", "val_ssim")
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e9 else f"{value:.4f}"
 
 
 def final_lines(metrics: dict) -> list[str]:
-    """The end of a run in two lines: the losses that matter, and the last validation beside copy-last
-    (every metric is in TensorBoard and the checkpoint's report)."""
-    losses = " ".join(f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if isinstance(metrics.get(k), float))
-    lines = [f"done: {metrics.get('step')} steps, {losses}"]
+    """The end of a run in two lines: the losses that matter, the data and non-finite counts, and the last
+    validation beside copy-last (every metric is in TensorBoard and the checkpoint's report)."""
+    shown = " ".join(f"{k}={_shown(metrics[k])}" for k in DONE_KEYS if isinstance(metrics.get(k), (int, float)))
+    lines = [f"done: {metrics.get('step')} steps, {shown}"]
     if isinstance(metrics.get("val_psnr"), float):
         lines.append(f"validation: PSNR {metrics['val_psnr']:.2f} dB (copy-last {metrics['val_copy_last_psnr']:.2f}), "
                      f"SSIM {metrics['val_ssim']:.4f} (copy-last {metrics['val_copy_last_ssim']:.4f})")
