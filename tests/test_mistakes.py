@@ -4,7 +4,8 @@ changed. Then: the error boundary itself (--debug, VIDPRED_DEBUG, a bug keeps it
 never shown), the config fixes found by reading the code, and inspect's verdict against decoding for every
 damaged file.
 
-In-process (``vidpred.cli.main`` with capsys) wherever possible: ~60 probes in well under a minute."""
+In-process (``vidpred.cli.main`` with capsys) wherever possible: 87 probes in ~15 s on 2 busy cores; one slow
+test starts Ray for --verbose."""
 
 from __future__ import annotations
 
