@@ -22,8 +22,18 @@ def run_vidpred(args, env, timeout=600):
     return proc.stdout + proc.stderr
 
 
+CONSOLE_LINES = 40  # the quickstart's console fits on one screen (26 lines measured for TINY_RUN)
+
+
 def test_quickstart_job_trains_checkpoints_and_draws(cli_env, tmp_path):
     out = run_vidpred(["train", *TINY_RUN], cli_env)
+
+    # a console for people: vidpred's lines only, no traceback; Ray's own output is in the run's log file
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) <= CONSOLE_LINES and "Traceback" not in out, out[-6000:]
+    assert all(line.startswith("[vidpred]") for line in lines), [x for x in lines if not x.startswith("[vidpred]")]
+    ray_log = Path(re.search(r"Ray's own output: (\S+)", out).group(1))
+    assert "pid=" in ray_log.read_text()  # the workers' and Ray Data's lines went there
 
     losses = [float(v) for v in re.findall(r"g_total=(\S+)", out)]
     assert len(losses) >= 6 and all(v == v and abs(v) < 1e6 for v in losses), out[-3000:]

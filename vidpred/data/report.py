@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from vidpred.config import DataConfig
 from vidpred.data.prepared import read_manifest
 from vidpred.data.probe import Reason, Skip, VideoInfo, clip_count, probe_info, probe_video
-from vidpred.data.sources import VIDEO_SUFFIXES, DataError, VideoFile, check_root, join, list_files, write_bytes
+from vidpred.data.sources import (VIDEO_SUFFIXES, DataError, VideoFile, check_root, join, list_entries, list_files,
+                                  write_bytes)
 
 EXPECTED_SPLITS = ("train", "val")  # reported when missing; ``test`` is optional
 RUN_SPLITS = ("train", "val")       # what a training run probes: it trains on train and validates on val
@@ -100,13 +101,15 @@ def survey(cfg: DataConfig, root: str, splits: Iterable[str] = ("train",),
     summary = DataSummary(root=root)
     jobs: list[Callable[[], VideoInfo | Skip | None]] = []
     for split in dict.fromkeys([*splits, *expected]):
-        videos = list_files(root, f"videos/{split}", VIDEO_SUFFIXES, cfg)
-        if videos is None:
+        listed = list_entries(root, f"videos/{split}", VIDEO_SUFFIXES, cfg)
+        if listed is None:
             if split in expected:
                 summary.skipped.append(Skip(join(root, "videos", split), Reason.MISSING_SPLIT))
             continue
         if split not in splits:
             continue
+        videos, odd = listed
+        summary.skipped += [Skip(uri, Reason.NOT_FILE, what) for uri, what in odd]  # said, not dropped
         files = [VideoFile(uri, split, size) for uri, size in videos]
         jobs += [lambda f=f: probe_video(f, cfg) for f in files]
         infos = list_files(root, f"info/{split}", (".json",), cfg) or []
