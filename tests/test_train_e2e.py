@@ -47,7 +47,8 @@ def test_quickstart_job_trains_checkpoints_and_draws(cli_env, tmp_path):
     assert any("zero_pp_rank_0" in s for s in shards) and any("zero_pp_rank_1" in s for s in shards), shards
 
     # validation against copy-last ran at the last step, and rank 0 wrote TensorBoard events under the run dir
-    assert re.search(r"val_psnr=\S+ val_ssim=\S+ val_copy_last_psnr=\S+", out), out[-3000:]
+    assert re.search(r"step 6/6 .*\| val psnr [\d.]+ dB \(copy-last [\d.]+\) ssim [\d.]+ \([\d.]+\)", out), out[-3000:]
+    assert re.search(r"validation: PSNR [\d.]+ dB \(copy-last [\d.]+\)", out), out[-3000:]
     events = list((checkpoint.parent / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 1000, events
 
