@@ -50,7 +50,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--base-log-every", type=int, default=10)
     p.add_argument("--ceiling-steps", type=int, default=60, help="timed steps of (a), after 5 warm-up steps")
     p.add_argument("--only", choices=["tiny", "base"], help="one model size only")
-    p.add_argument("--layouts", default="1:0,1:2,1:3,2:0,2:2,2:3", help="WORKERS:ZERO pairs of the tiny rows")
+    p.add_argument("--layouts", default="1:0,1:2,1:3,2:0,2:2,2:3,2:2:raw",
+                   help="WORKERS:ZERO[:raw] of the tiny rows; raw: from the raw videos, decoded while training")
     p.add_argument("--base-layouts", default="1:2,2:2", help="WORKERS:ZERO pairs of the base rows")
     p.add_argument("--workdir", type=Path, help="where the clip cache and runs go (default: a temp dir)")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -146,7 +147,8 @@ def cli(args: list[str], env: dict, timeout: float = 1800) -> tuple[int, list[tu
 
 
 def clip_cache(workdir: Path, env: dict) -> Path:
-    """A prepared 64×64 clip cache of 16 + 4 synthetic 8-s videos (made once per workdir)."""
+    """A prepared 64×64 clip cache of 16 + 4 synthetic 8-s 320×180 videos (made once per workdir); the raw
+    videos are beside it, in ``raw``."""
     raw, prep = workdir / "raw", workdir / "prep"
     if not (prep / "prepared.json").exists():
         for args in (["data", "synth", str(raw), "--clips", "16", "--seconds", "8", "--size", "320x180"],
@@ -159,7 +161,7 @@ def clip_cache(workdir: Path, env: dict) -> Path:
 
 def train_row(size: str, workers: int, zero: int, steps: int, log_every: int, warmup: int, data: Path,
               env: dict, storage: Path) -> dict:
-    """(b): one ``vidpred train`` run; its steady-state rate and its start-up."""
+    """(b): one ``vidpred train`` run on ``data`` (prepared or raw); its steady-state rate and its start-up."""
     name = f"{size}-w{workers}-z{zero}-{int(time.time())}"
     args = ["train", *SHAPE, "--set", f"data.uri={data}", "--set", f"model.size={size}",
             "--set", f"train.num_workers={workers}", "--set", f"train.zero_stage={zero}",
@@ -174,7 +176,8 @@ def train_row(size: str, workers: int, zero: int, steps: int, log_every: int, wa
     first = next(((t, float(m.group(2))) for t, line in lines if (m := FIRST.search(line))), (None, None))
     rates = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for _, line in lines if (m := RATE.search(line))]
     steady = rates[warmup:] or rates
-    return {"model": size, "workers": workers, "zero": zero, "steps": steps, "log_every": log_every,
+    return {"model": size, "workers": workers, "zero": zero, "data": "raw" if data.name == "raw" else "prepared",
+            "steps": steps, "log_every": log_every,
             "intervals": [{"step": s, "steps_per_s": r, "clips_per_s": c} for s, r, c in rates],
             "steady_clips_per_s": statistics.median(c for _, _, c in steady),
             "steady_steps_per_s": statistics.median(r for _, r, _ in steady),
@@ -190,7 +193,7 @@ def table(result: dict) -> str:
                     f"{c['clips_per_s'] / 4:.2f} | 1.00 | — | — |")
     for r in result["train"]:
         ideal = ceilings[r["model"]] * r["workers"]
-        rows.append(f"| {r['model']} | {r['workers']} | {r['zero']} | {r['steady_clips_per_s']:.1f} | "
+        rows.append(f"| {r['model']}{' (raw video)' if r['data'] == 'raw' else ''} | {r['workers']} | {r['zero']} | {r['steady_clips_per_s']:.1f} | "
                     f"{r['steady_steps_per_s']:.2f} | {r['steady_clips_per_s'] / ideal:.2f} | "
                     f"{r['to_first_step_s']:.1f} | {r['first_step_s']:.2f} |")
     g = result["guard"]
@@ -223,10 +226,12 @@ def main() -> None:
         result["ceiling_pair"].append(ceiling_pair(size, csteps))
         print(f"(a2) {size}: {result['ceiling_pair'][-1]['clips_per_s']:.1f} clips/s", flush=True)
         for layout in layouts.split(","):
-            workers, zero = (int(x) for x in layout.split(":"))
-            row = train_row(size, workers, zero, steps, log_every, args.warmup_intervals, data, env, workdir / "runs")
+            workers, zero, *raw = layout.split(":")
+            source = data.parent / "raw" if raw == ["raw"] else data
+            row = train_row(size, int(workers), int(zero), steps, log_every, args.warmup_intervals, source, env,
+                            workdir / "runs")
             result["train"].append(row)
-            print(f"(b) {size} {workers} workers ZeRO-{zero}: {row['steady_clips_per_s']:.1f} clips/s, first step "
+            print(f"(b) {size} {workers} workers ZeRO-{zero} {row['data']}: {row['steady_clips_per_s']:.1f} clips/s, first step "
                   f"{row['to_first_step_s']:.1f} s after the command started", flush=True)
         result["ceiling"].append({**ceiling(size, csteps),
                                   "when": "after"})
@@ -239,7 +244,7 @@ def main() -> None:
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     ceilings = {c["model"]: c["clips_per_s"] for c in result["ceiling"]}
     result["goals"] = {
-        f"{r['model']} {r['workers']}w ZeRO-{r['zero']}": {
+        f"{r['model']} {r['workers']}w ZeRO-{r['zero']} {r['data']}": {
             "ratio": r["steady_clips_per_s"] / (r["workers"] * ceilings[r["model"]]), "goal": 0.9,
             "met": r["steady_clips_per_s"] >= 0.9 * r["workers"] * ceilings[r["model"]]}
         for r in result["train"]}
