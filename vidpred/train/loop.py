@@ -78,6 +78,11 @@ class Interval:
         return max(now - self.started, 1e-9)
 
 
+def _figure(x: float) -> str:
+    """A rate with three significant digits (0.0812, 3.31, 26.5), whole numbers from 100 on."""
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
 def intra_op_threads(cpus_per_worker: float) -> int:
     """torch threads for a worker holding ``cpus_per_worker`` CPUs: the whole CPUs it holds, at least one."""
     return max(1, int(cpus_per_worker))
@@ -251,9 +256,9 @@ class Trainer:
         if first:
             rate = f"first step {metrics['interval_seconds']:.2f} s"
         else:
-            rate = f"{metrics['steps_per_s']:.2f} steps/s, {metrics['clips_per_s']:.1f} clips/s"
+            rate = f"{_figure(metrics['steps_per_s'])} steps/s, {_figure(metrics['clips_per_s'])} clips/s"
             if t.use_gpu:
-                rate += f", {metrics['clips_per_s'] / self.world:.1f} clips/s per GPU"
+                rate += f", {_figure(metrics['clips_per_s'] / self.world)} clips/s per GPU"
         self.log(f"step {self.step}/{t.steps} {' '.join(shown)} ({rate})")
 
     def end_interval(self, interval: Interval, now: float, first: bool, last: bool) -> None:
