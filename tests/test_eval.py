@@ -18,7 +18,7 @@ from vidpred.config import Config
 from vidpred.data.synth import synth_dataset
 from vidpred.eval.evaluate import sharpness
 from vidpred.eval.pictures import GAP, LABEL_W
-from vidpred.eval.plot import PANEL_H, PANEL_W
+from vidpred.eval.plot import DPI, PANEL_INCHES
 from vidpred.model import Generator
 from vidpred.train.checkpoint import GENERATOR_FILE, META_FILE
 
@@ -75,7 +75,7 @@ def test_eval_writes_every_file_at_the_right_sizes(dataset, checkpoint, tmp_path
         gif.seek(gif.n_frames - 1)
         gif.convert("RGB").load()
     with Image.open(out / "metrics.png") as plot:
-        assert plot.format == "PNG" and plot.size == (2 * PANEL_W, PANEL_H + 24)
+        assert plot.format == "PNG" and plot.size == (2 * PANEL_INCHES[0] * DPI, PANEL_INCHES[1] * DPI)
         assert len(set(plot.convert("RGB").getdata())) > 3  # lines and text, not a blank canvas
 
 

@@ -8,6 +8,7 @@ import torch
 
 from vidpred.config import Config, LossConfig, ModelConfig
 from vidpred.model import (
+    as_floats,
     Discriminators,
     FrameDiscriminator,
     Generator,
@@ -90,6 +91,7 @@ def test_gan_losses_known_values():
     with pytest.raises(ValueError, match="allowed"):
         d_loss(real, fake, "vanilla")
     total, logs = discriminator_loss([real, real], [fake, fake], "lsgan")
+    logs = as_floats(logs)
     assert logs["d_frame"] == logs["d_clip"] == pytest.approx(total.item() / 2) and logs["d_loss"] == total.item()
 
 
@@ -114,6 +116,9 @@ def test_generator_loss_terms_and_total(kind):
     x = _loss_inputs()
     w = LossConfig(w_rec=1.0, w_kl=0.1, w_adv=0.01, w_feat=0.5, w_cycle=0.2)
     total, logs = _loss(x, w, kind)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad
+               for k, v in logs.items() if k != "w_kl")  # detached, on the device: no host sync per step
+    logs = as_floats(logs)
     assert set(logs) == {"rec", "kl", "adv", "feat", "cycle", "adv_frame", "adv_clip", "feat_frame", "feat_clip",
                          "g_total", "w_kl"}
     assert all(isinstance(v, float) and torch.isfinite(torch.tensor(v)) for v in logs.values())
@@ -155,6 +160,7 @@ def test_each_term_answers_to_its_weight(weight):
     x = _loss_inputs()
     base = LossConfig(**{name: 1.0 for name in WEIGHTS})
     t1, logs = _loss(x, base)
+    logs = as_floats(logs)
     t3, _ = _loss(x, base.model_copy(update={weight: 3.0}))
     term = {"w_rec": "rec", "w_kl": "kl", "w_adv": "adv", "w_feat": "feat", "w_cycle": "cycle"}[weight]
     assert (t3 - t1).item() == pytest.approx(2.0 * logs[term], rel=1e-5)
@@ -191,7 +197,7 @@ def test_gan_step_on_plain_engines_logs_every_term_and_moves_both_nets(kind, w_c
     g0 = [p.detach().clone() for p in g_eng.module.parameters()]
     d0 = [p.detach().clone() for p in d_eng.module.parameters()]
     batch = torch.randint(0, 256, (2, 4, 16, 16, 3), dtype=torch.uint8)
-    logs = gan_step(g_eng, d_eng, batch, cfg, step=0)
+    logs = as_floats(gan_step(g_eng, d_eng, batch, cfg, step=0))
     for key in ("rec", "kl", "adv", "feat", "cycle", "adv_frame", "adv_clip", "feat_frame", "feat_clip",
                 "g_total", "w_kl", "d_frame", "d_clip", "d_loss"):
         assert key in logs and torch.isfinite(torch.tensor(logs[key])), (key, logs)

@@ -196,7 +196,7 @@ def test_tiny_model_overfits_one_clip_beating_copy_last():
         opt.zero_grad()
         total.backward()
         opt.step()
-        losses.append(logs["rec"])
+        losses.append(logs["rec"].item())
     assert sum(losses[-10:]) / 10 < 0.1 * losses[0], (losses[0], losses[-10:])
 
     def unit(t):

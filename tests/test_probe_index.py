@@ -13,7 +13,7 @@ import pytest
 
 from vidpred.config import DataConfig
 from vidpred.data.probe import Reason, Skip
-from vidpred.data.probe_index import encode
+from vidpred.data.probe_index import encode, index_uri
 from vidpred.data.report import survey, training_summary
 from vidpred.data.sources import SPLITS
 
@@ -170,8 +170,8 @@ def test_a_malformed_entry_counts_as_missing(tmp_path, caplog):
 def test_a_failed_write_warns_and_the_survey_goes_on(tmp_path, caplog):
     root = tmp_path / "data"
     mixed_tree(root)
-    (tmp_path / "a_file").write_text("")
-    cfg = config(tmp_path, probe_index_dir=str(tmp_path / "a_file" / "indexes"))   # cannot be a directory
+    cfg = config(tmp_path)
+    os.makedirs(index_uri(cfg, str(root)))          # a folder where the index file goes: unreadable, unwritable
     with caplog.at_level(logging.WARNING, logger="vidpred.data"):
         summary = survey(cfg, str(root))
     assert any("not written" in r.message for r in caplog.records)

@@ -27,9 +27,9 @@ COMMON = [*TINY_RUN, "--set", "train.val_every=1000", "--set", "train.tensorboar
 
 
 def losses(out: str) -> dict[int, dict[str, float]]:
-    """{step: {term: value}} from rank 0's progress lines."""
+    """{step: {term: value}} from rank 0's progress lines (log_every=1: each line is one step's losses)."""
     found = {}
-    for step, terms in re.findall(r"step (\d+)/\d+ (.*?) \(\S+ steps/s\)", out):
+    for step, terms in re.findall(r"step (\d+)/\d+ (.*?) \((?:first step|\S+ steps/s)", out):
         found[int(step)] = {k: float(v) for k, v in re.findall(r"(\w+)=(\S+)", terms)}
     return found
 

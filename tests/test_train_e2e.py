@@ -22,8 +22,18 @@ def run_vidpred(args, env, timeout=600):
     return proc.stdout + proc.stderr
 
 
+CONSOLE_LINES = 40  # the quickstart's console fits on one screen (26 lines measured for TINY_RUN)
+
+
 def test_quickstart_job_trains_checkpoints_and_draws(cli_env, tmp_path):
     out = run_vidpred(["train", *TINY_RUN], cli_env)
+
+    # a console for people: vidpred's lines only, no traceback; Ray's own output is in the run's log file
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) <= CONSOLE_LINES and "Traceback" not in out, out[-6000:]
+    assert all(line.startswith("[vidpred]") for line in lines), [x for x in lines if not x.startswith("[vidpred]")]
+    ray_log = Path(re.search(r"Ray's own output: (\S+)", out).group(1))
+    assert "pid=" in ray_log.read_text()  # the workers' and Ray Data's lines went there
 
     losses = [float(v) for v in re.findall(r"g_total=(\S+)", out)]
     assert len(losses) >= 6 and all(v == v and abs(v) < 1e6 for v in losses), out[-3000:]
@@ -37,7 +47,8 @@ def test_quickstart_job_trains_checkpoints_and_draws(cli_env, tmp_path):
     assert any("zero_pp_rank_0" in s for s in shards) and any("zero_pp_rank_1" in s for s in shards), shards
 
     # validation against copy-last ran at the last step, and rank 0 wrote TensorBoard events under the run dir
-    assert re.search(r"val_psnr=\S+ val_ssim=\S+ val_copy_last_psnr=\S+", out), out[-3000:]
+    assert re.search(r"step 6/6 .*\| val psnr [\d.]+ dB \(copy-last [\d.]+\) ssim [\d.]+ \([\d.]+\)", out), out[-3000:]
+    assert re.search(r"validation: PSNR [\d.]+ dB \(copy-last [\d.]+\)", out), out[-3000:]
     events = list((checkpoint.parent / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 1000, events
 

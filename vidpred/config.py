@@ -9,14 +9,16 @@ Sources, later wins: built-in defaults < ``--config FILE.yaml`` < ``--set sectio
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 def default_cache_dir() -> Path:
@@ -34,16 +36,88 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * base ** "_KMGT".index(m.group(2).upper() or "_"))
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An expected failure: the user's input or environment is wrong (a config value, a path, a dataset, the
+    storage, a checkpoint, the cluster, a missing tool). Its message names the culprit (field, path, URI) and
+    what would fix it; the ``vidpred`` command prints it as one line and exits 2, no traceback. Anything
+    else that escapes a command is a bug and keeps its traceback."""
+
+
+class ConfigError(UserError, ValueError):
     """A config value is wrong; the message names the field and what is allowed."""
+
+
+def _kinds(ann: Any) -> tuple[Any, ...]:
+    """The alternatives of an annotation: ``int | Literal["auto"]`` → (int, Literal["auto"])."""
+    return typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else (ann,)
+
+
+def _admits_bool(ann: Any) -> bool:
+    return any(k is bool or k is Any or typing.get_origin(k) in (list, dict) for k in _kinds(ann))
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """``true``/``false`` is not a number or a name: pydantic would read it as 1/0 (``zero_stage: true``
+        would be ZeRO-1); refused for every field that is not a boolean."""
+        if isinstance(v, bool) and not _admits_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError("a boolean (true/false) where a number or a name is expected")
+        return v
+
 
 def is_remote_uri(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
+
+
+REMOTE_SCHEMES = ("s3", "s3a")
+_BUCKET_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<bucket>[^/]*)(?P<rest>/.*)?$")
+
+
+def remote_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` (remote, ``scheme://...``) cannot be used, or None: the scheme must be one vidpred
+    reads and a bucket must be named (``s3://`` alone would pass here and fail deep in pyarrow)."""
+    m = _BUCKET_URI.match(uri)
+    if m is None or m["scheme"].lower() not in REMOTE_SCHEMES:
+        return f"unsupported scheme in {uri!r}; allowed: a local path, file://PATH or s3://bucket/prefix"
+    if not m["bucket"] or m["bucket"] in (".", ".."):
+        return f"{uri!r} names no bucket; expected s3://bucket/prefix"
+    return None
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why a local folder cannot be made or used at ``path``, or None: the path itself, or the nearest of
+    its parents that exists, is a file (mkdir would fail with NotADirectoryError deep in a command)."""
+    p = Path(path).expanduser()
+    for candidate in (p, *p.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if candidate.is_dir():
+                return None
+            what = "a broken symbolic link" if not candidate.exists() else "a file"
+            return f"{str(candidate)!r} is {what}, where a folder is expected"
+    return None
+
+
+def _remote(v: str) -> bool:
+    """Whether ``v`` is a remote URI, one of a usable form (ValueError naming the problem otherwise)."""
+    if not is_remote_uri(v):
+        return False
+    if problem := remote_uri_problem(v):
+        raise ValueError(problem)
+    return True
+
+
+def _local_or_remote_folder(v: str | None) -> str | None:
+    """A storage location: ``s3://bucket/prefix`` with a bucket, or a local path that is (or can become) a
+    folder."""
+    if v is None or _remote(v):
+        return v
+    if problem := folder_problem(v.removeprefix("file://")):
+        raise ValueError(problem)
+    return v
 
 
 class DataConfig(_Section):
@@ -76,10 +150,17 @@ class DataConfig(_Section):
         None, description="where probe indexes live: a local directory or s3://bucket/prefix; None: "
         "<cache_dir>/probe-index")
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_is_a_folder(cls, v: str) -> str:
+        if problem := folder_problem(v):
+            raise ValueError(problem)
+        return v
+
     @field_validator("uri")
     @classmethod
     def _uri_exists(cls, v: str | None) -> str | None:
-        if v is None or is_remote_uri(v):
+        if v is None or _remote(v):
             return v
         path = Path(v.removeprefix("file://")).expanduser()
         if not path.is_dir():
@@ -89,19 +170,8 @@ class DataConfig(_Section):
 
     @field_validator("probe_index_dir")
     @classmethod
-    def _index_dir(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if is_remote_uri(v):
-            if v.partition("://")[0] not in ("s3", "s3a") or not v.partition("://")[2].strip("/"):
-                raise ValueError("allowed: a local directory, s3://bucket[/prefix], or null for "
-                                 "<cache_dir>/probe-index")
-            return v
-        path = Path(v.removeprefix("file://")).expanduser()
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"{str(path)!r} exists and is not a directory; allowed: a local directory (made when "
-                             "missing), s3://bucket[/prefix], or null for <cache_dir>/probe-index")
-        return str(path.resolve())
+    def _index_dir_is_a_folder(cls, v: str | None) -> str | None:
+        return _local_or_remote_folder(v)
 
     @property
     def clip_frames(self) -> int:
@@ -214,7 +284,13 @@ class TrainConfig(_Section):
     lr_d: float = Field(2e-4, gt=0, le=1)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
     steps: int = Field(60, ge=1, le=100_000_000, description="optimizer steps per worker")
-    log_every: int = Field(5, ge=1)
+    max_minutes: float | None = Field(
+        None, gt=0, le=10_000_000, description="time budget of one invocation, counted from the command's start "
+        "(start-up included): the run ends at the first logging interval past it, with a validation and a final "
+        "checkpoint, even before train.steps; --resume gets a new budget. None: no budget")
+    log_every: int = Field(
+        10, ge=1, description="steps per logging interval: a progress line, a report to Ray Train (Tune's schedulers "
+        "see these) and TensorBoard means; checkpoints and validations report too")
     checkpoint_every: int = Field(30, ge=1)
     keep_checkpoints: int = Field(2, ge=1, le=1000)
     max_failures: int = Field(
@@ -246,6 +322,19 @@ class TrainConfig(_Section):
         if v != "auto" and not 0 <= v <= 3:
             raise ValueError("must be 0, 1, 2, 3 or auto")
         return v
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_is_a_folder(cls, v: str | None) -> str | None:
+        return _local_or_remote_folder(v)
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_from_uri(cls, v: str | None) -> str | None:
+        """The form only; whether a checkpoint is there is checked before Ray starts (it may be on S3)."""
+        if v is None or _remote(v):
+            return v
+        return str(Path(v.removeprefix("file://")).expanduser().resolve())  # workers open it by absolute path
 
     @field_validator("device_memory")
     @classmethod
@@ -338,37 +427,95 @@ def config_error(exc: ValidationError, model: type[BaseModel], title: str) -> Co
     return ConfigError(f"{title}:\n  " + "\n  ".join(lines))
 
 
-def _set_dotted(raw: dict[str, Any], assignment: str) -> None:
+NULLS = ("", "null", "none", "~")
+
+
+def _field_at(parts: list[str], model: type[BaseModel]) -> Any:
+    """The pydantic field that a dotted key names (``["train", "name"]``), or None (unknown key, or inside a
+    list or mapping)."""
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        if i == len(parts) - 1:
+            return field
+        inner = field.annotation
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return None
+        model = inner
+    return None
+
+
+def _names_only(ann: Any) -> bool:
+    """Every alternative of the annotation is text: str, or a Literal of strings (None aside)."""
+    kinds = [k for k in _kinds(ann) if k is not type(None)]
+    return bool(kinds) and all(k is str or (typing.get_origin(k) is typing.Literal
+                                            and all(isinstance(v, str) for v in typing.get_args(k))) for k in kinds)
+
+
+def parse_assignment(assignment: str, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """``section.key=value`` → ``{section: {key: value}}``, the value read by the field's type: for a text
+    field (``train.name``, ``data.uri``) the text as given (``001`` stays "001"), ``null`` / nothing → None
+    where None is allowed; for any other field (numbers, booleans, lists) as YAML, checked by validation."""
     key, sep, value = assignment.partition("=")
-    if not sep or not key.strip():
+    if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise ConfigError(f"--set {assignment!r}: expected section.key=value, e.g. train.steps=100")
     parts = key.strip().split(".")
-    node = raw
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {assignment!r}: {part} is not a section")
-        node = child
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    field = _field_at(parts, model or Config)
+    text = value.strip()
+    if field is not None and type(None) in _kinds(field.annotation) and text.lower() in NULLS:
+        parsed: Any = None
+    elif field is not None and _names_only(field.annotation):
+        parsed = text
+    else:
+        try:
+            parsed = yaml.safe_load(value) if text else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
+    for part in reversed(parts):
+        parsed = {part: parsed}
+    return parsed
 
 
-def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``top`` laid over it, section by section (nested mappings merge, other values replace)."""
-    out = dict(base)
+def lay_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` laid over it, section by section (nested mappings merge, other values replace);
+    neither input is changed. When ``top`` picks a ``model.size``, the model keys ``base`` holds at its own
+    preset's values are dropped, so the new preset fills them: a dumped config (every key written out) plus
+    ``--set model.size=large`` gets large's channels, not tiny's; keys set to other values stay."""
+    top_model, base_model = top.get("model"), base.get("model")
+    if isinstance(top_model, dict) and "size" in top_model and isinstance(base_model, dict):
+        preset = MODEL_SIZES.get(base_model.get("size", "tiny"), {})
+        base = {**base, "model": {k: v for k, v in base_model.items() if k not in preset or preset[k] != v}}
+    out = copy.deepcopy(base)
     for key, value in top.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = lay_over(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (``expected ',' or ']', line 2 column 1``)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
 
 
 def read_yaml_mapping(path: str | os.PathLike, flag: str, of: str = "keys") -> dict[str, Any]:
     """A YAML file whose top level is a mapping; ConfigError naming ``flag`` and the file otherwise."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
-        raise ConfigError(f"{flag} {str(p)!r}: file does not exist")
+        what = "is a folder, not a file" if p.is_dir() else "file does not exist"
+        raise ConfigError(f"{flag} {str(p)!r}: {what}")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{flag} {str(p)!r}: not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"{flag} {str(p)!r}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{flag} {str(p)!r}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{flag} {str(p)!r}: not valid YAML ({yaml_problem(exc)})") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{flag} {str(p)!r}: top level must be a mapping of {of}")
     return loaded or {}
@@ -376,10 +523,11 @@ def read_yaml_mapping(path: str | os.PathLike, flag: str, of: str = "keys") -> d
 
 def load(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
          base: dict[str, Any] | None = None) -> Config:
-    """Defaults < ``base`` (plain data, e.g. a checkpoint's config) < YAML file < ``section.key=value``
-    overrides; validated."""
-    raw = read_yaml_mapping(path, "--config", f"sections ({', '.join(Config.model_fields)})") if path else {}
-    raw = _merged(base or {}, raw)
+    """Defaults < ``base`` (plain data, e.g. a checkpoint's config; left unchanged) < YAML file <
+    ``section.key=value`` overrides, one after the other; validated."""
+    raw = copy.deepcopy(base or {})
+    if path:
+        raw = lay_over(raw, read_yaml_mapping(path, "--config", f"sections ({', '.join(Config.model_fields)})"))
     for assignment in overrides:
-        _set_dotted(raw, assignment)
+        raw = lay_over(raw, parse_assignment(assignment))
     return validate(raw)

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from vidpred import console
 from vidpred.cluster import submit as k8s
-from vidpred.cluster.manifest import ClusterError, config_values, render
+from vidpred.cluster.manifest import config_values, render
 
 
 def _namespace(args: argparse.Namespace) -> str:
@@ -87,11 +88,8 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
+    with k8s.reaching():  # an unreachable API server: one line naming it, not urllib3's chained tracebacks
         return args.cluster_func(args)
-    except ClusterError as exc:
-        print(f"vidpred: error: {exc}", file=sys.stderr)
-        return 2
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -162,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, api=None) -> int:
     """``vidpred cluster …`` on its own; ``api``: an ApiClient to use instead of the kubeconfig's."""
+    debug, argv = console.debug_wanted(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_args(argv)
     args.api = api
-    return args.func(args)
+    return console.guarded(lambda: args.func(args), debug)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from vidpred import config as config_mod
+from vidpred.config import UserError
 
 CHART_ENV = "VIDPRED_CHART"
 HELM_ENV = "VIDPRED_HELM"
@@ -31,7 +32,7 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 HELM_TIMEOUT_S = 60
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError, RuntimeError):
     """Something about the cluster request is wrong; the message says what and what to do."""
 
 

@@ -14,12 +14,14 @@ Objects and calls:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vidpred import config as config_mod
 from vidpred.cluster.manifest import RAY_GROUP, RAY_PLURALS, RAY_VERSION, ClusterError, Manifest
 
 # KubeRay's RayJob.status.jobDeploymentStatus values after which nothing more happens, and the Ray job states.
@@ -42,8 +44,12 @@ def api_client(kubeconfig: str | None = None, context: str | None = None):
     from kubernetes.config.config_exception import ConfigException
 
     kubeconfig = kubeconfig_path(kubeconfig)
+    check_kubeconfig(kubeconfig)
     try:
         return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (TypeError, ValueError, AttributeError) as exc:  # a file the client cannot walk, e.g. a bad entry
+        raise ClusterError(f"kubeconfig {kubeconfig or '~/.kube/config'}: not a usable kubeconfig ({exc}); "
+                           "check it with `kubectl config view`") from None
     except (ConfigException, FileNotFoundError) as kube_exc:
         if context or (kubeconfig and os.path.exists(kubeconfig.split(os.pathsep)[0])):
             which = f" context {context!r}" if context else ""
@@ -55,6 +61,44 @@ def api_client(kubeconfig: str | None = None, context: str | None = None):
         except ConfigException:
             raise ClusterError("no Kubernetes credentials: no kubeconfig ($KUBECONFIG or ~/.kube/config) and "
                                f"not running in a pod ({kube_exc})") from None
+
+
+def check_kubeconfig(kubeconfig: str | None) -> None:
+    """Refuse, naming the file, a kubeconfig that is not YAML or whose top level is not a mapping (the
+    client would fail with a TypeError deep inside); a missing file is left to the client's own search."""
+    import yaml
+
+    for path in (kubeconfig or os.path.expanduser("~/.kube/config")).split(os.pathsep):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ClusterError(f"kubeconfig {path}: not valid YAML ({config_mod.yaml_problem(exc)})" if isinstance(
+                exc, yaml.YAMLError) else f"kubeconfig {path}: not UTF-8 text") from None
+        except OSError as exc:
+            raise ClusterError(f"kubeconfig {path}: cannot be read ({exc.strerror})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ClusterError(f"kubeconfig {path}: its top level is a {type(loaded).__name__}, not a mapping "
+                               "(apiVersion, clusters, users, contexts); point --kubeconfig or $KUBECONFIG at "
+                               "a kubeconfig file")
+
+
+@contextlib.contextmanager
+def reaching():
+    """Turn a transport failure (refused connection, unknown host, TLS, timeout: urllib3 raises them after its
+    retries) into one ClusterError naming the API server; HTTP answers are handled where they are made."""
+    import urllib3
+
+    try:
+        yield
+    except urllib3.exceptions.HTTPError as exc:
+        pool = getattr(exc, "pool", None)
+        server = f"{pool.scheme}://{pool.host}:{pool.port}" if pool is not None else "the Kubernetes API server"
+        reason = getattr(exc, "reason", None) or exc
+        raise ClusterError(f"cannot reach the Kubernetes API server {server}: {reason}; check the kubeconfig's "
+                           "server and context (kubectl cluster-info), the network or VPN") from None
 
 
 def _apis(api):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from vidpred import config as config_mod
+from vidpred import console
 
 
 def _data_config(args: argparse.Namespace) -> config_mod.DataConfig:
@@ -19,12 +20,15 @@ def _data_config(args: argparse.Namespace) -> config_mod.DataConfig:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from vidpred.data.synth import parse_size, synth_dataset
+    from vidpred.data.synth import check_arguments, parse_size, synth_dataset
 
     try:
         size = parse_size(args.size)
+        check_arguments(args.clips, args.seconds, args.fps, size, args.seed)
     except ValueError as exc:
-        raise config_mod.ConfigError(f"--size {args.size!r}: {exc}") from None
+        raise config_mod.ConfigError(f"data synth: --{exc}") from None
+    if problem := config_mod.folder_problem(args.out):
+        raise config_mod.ConfigError(f"data synth OUT {args.out!r}: {problem}")
     paths = synth_dataset(args.out, clips=args.clips, seconds=args.seconds, fps=args.fps,
                           size=size, seed=args.seed, progress=print)
     print(f"wrote {len(paths)} videos under {Path(args.out) / 'videos'}")
@@ -49,18 +53,19 @@ def _inspect(args: argparse.Namespace) -> int:
         if done == total or done % 200 == 0:
             print(f"[vidpred] probed {done}/{total} files", file=sys.stderr, flush=True)
 
+    json_out = console.output_file(args.json, args.force, "--json") if args.json else None
     summary = inspect_dataset(_data_config(args), args.uri, progress=progress)
     print(format_report(summary))
-    if args.json:
-        summary.write_json(str(Path(args.json).resolve()))
-        print(f"[vidpred] wrote {args.json}")
+    if json_out is not None:
+        summary.write_json(str(json_out))  # atomic: all of it or nothing
+        print(f"[vidpred] wrote {json_out}")
     return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from vidpred.data.prepare import prepare
 
-    manifest = prepare(_data_config(args), args.src, args.dst)
+    manifest = prepare(_data_config(args), args.src, args.dst, verbose=args.verbose)
     files = sum(len(v) for v in manifest["splits"].values())
     print(f"[vidpred] prepared {files} videos at {manifest['fps']:g} fps {manifest['width']}x{manifest['height']}"
           f" → {args.dst} ({len(manifest['skipped'])} skipped); train with --set data.uri={args.dst}")
@@ -97,9 +102,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i = _with_config(data.add_parser("inspect", help="counts, durations, resolutions, fps, rotation, bad files"))
     i.add_argument("uri", help="dataset root: local directory or s3://bucket/prefix")
     i.add_argument("--json", help="also write the full account (every file) as JSON here")
+    i.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     i.set_defaults(func=_inspect)
 
     r = _with_config(data.add_parser("prepare", help="decode once into a prepared-clip cache (a Ray Data job)"))
     r.add_argument("src", help="raw dataset root (local or s3://)")
     r.add_argument("dst", help="prepared cache root (local or s3://); rerun to resume")
+    r.add_argument("--verbose", action="store_true", help="show Ray's own output live (always in a log file)")
     r.set_defaults(func=_prepare)

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from vidpred.config import DataConfig
+from vidpred.config import DataConfig, folder_problem, is_remote_uri
+from vidpred.console import RayOutput
 from vidpred.data.pipeline import frames_of
 from vidpred.data.prepared import MANIFEST, frame_count, manifest_for, target_uri, write_frames
 from vidpred.data.probe import Reason, Skip, VideoInfo, clip_count
 from vidpred.data.report import survey
-from vidpred.data.sources import SPLITS, join, resolve, write_bytes
+from vidpred.data.sources import SPLITS, DataError, join, resolve, write_bytes
 
 
 class PrepareOne:
@@ -56,22 +59,41 @@ def _ensure_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING")
 
 
-def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None]) -> list[dict]:
+def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None], verbose: bool = False) -> list[dict]:
+    """The Ray Data job; Ray's own output goes to ``<cache_dir>/logs/prepare-<time>/ray.log`` (``verbose``:
+    shown live too)."""
     import ray.data
 
-    _ensure_ray()
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(PrepareOne(cfg))
-    results = []
-    for row in ds.iter_rows():
-        results.append(row)
-        echo(f"[vidpred] prepared {len(results)}/{len(rows)} {row['uri']}" + (f": {row['error']}" if row["error"]
-                                                                              else f" ({row['frames']} frames)"))
+    logs = Path(cfg.cache_dir) / "logs" / time.strftime("prepare-%Y%m%d-%H%M%S") / "ray.log"
+    with RayOutput(logs, verbose) as output:
+        _ensure_ray()
+        output.attach()
+        echo(f"[vidpred] Ray's own output: {logs}" + ("" if verbose else " (--verbose shows it here)"))
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(PrepareOne(cfg))
+        results = []
+        for row in ds.iter_rows():
+            results.append(row)
+            echo(f"[vidpred] prepared {len(results)}/{len(rows)} {row['uri']}" + (f": {row['error']}" if row["error"]
+                                                                                  else f" ({row['frames']} frames)"))
     return results
 
 
-def prepare(cfg: DataConfig, src: str, dst: str, echo: Callable[[str], None] = print) -> dict:
+def _same_place(a: str, b: str) -> bool:
+    """Whether two dataset URIs name the same folder (local paths compared resolved)."""
+    if is_remote_uri(a) or is_remote_uri(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a.removeprefix("file://")).expanduser().resolve() == Path(b.removeprefix("file://")).expanduser().resolve()
+
+
+def prepare(cfg: DataConfig, src: str, dst: str, echo: Callable[[str], None] = print, verbose: bool = False) -> dict:
     """Prepare every split of ``src`` into ``dst``; returns the manifest written to ``dst/prepared.json``."""
+    resolve(dst, cfg)  # a remote DST of a form vidpred cannot use fails here, before any decoding
+    if not is_remote_uri(dst) and (problem := folder_problem(dst.removeprefix("file://"))):
+        raise DataError(f"DST {dst}: {problem}")
+    if _same_place(src, dst):
+        raise DataError(f"DST {dst}: is SRC itself; the prepared files and prepared.json would go into the raw "
+                        "dataset (which would then read as a prepared one): choose another folder")
     summary = survey(cfg, src, splits=SPLITS)
     videos: list[VideoInfo] = summary.videos
     with ThreadPoolExecutor(cfg.probe_threads) as pool:
@@ -80,7 +102,7 @@ def prepare(cfg: DataConfig, src: str, dst: str, echo: Callable[[str], None] = p
     todo = [{"uri": v.uri, "out": target_uri(dst, v.split, v.uri)} for v in videos if done[v.uri] is None]
     echo(f"[vidpred] {len(videos)} usable videos in {src} ({len(videos) - len(todo)} already prepared), "
          f"{len(summary.skipped)} skipped")
-    for row in _run_job(cfg, todo, echo) if todo else []:
+    for row in _run_job(cfg, todo, echo, verbose) if todo else []:
         if row["error"]:
             summary.add_skips([Skip(row["uri"], Reason.DECODE, row["error"])])
         else:

@@ -3,8 +3,9 @@
 ``probe_video`` reads a video's header, decodes its first frame and demuxes its last second (with ranged
 reads from S3: a few requests, never the whole object). It returns the facts training and ``data inspect``
 need (:class:`VideoInfo`) or why the file is unusable (:class:`Skip`): empty, not a video (random bytes,
-JSON, a JPEG), audio only, a codec no decoder here knows, truncated (no index, or data ending before the
-stated duration), or shorter than one clip. ``data.probe = "header"`` reads the container header only (no
+JSON, a JPEG), audio only, a codec no decoder here knows, truncated (a MOV/MP4 shorter than its own boxes
+say, which is what decoding fails on; no index; data ending before the stated duration), or shorter than one
+clip. ``data.probe = "header"`` reads the container header only (no
 frame decode, no tail: cheaper, blind to truncation and rotation). ``probe_info`` checks a GPS/IMU
 ``info/<split>/*.json``. Damage a probe cannot see is still caught while decoding (``pipeline.ClipsFromVideo``).
 
@@ -42,6 +43,7 @@ class Reason(StrEnum):
     TOO_SHORT = "shorter than one clip"
     DECODE = "decode error"
     READ = "read error"
+    NOT_FILE = "not a file"
     MISSING_SPLIT = "missing split folder"
     BAD_INFO = "malformed info JSON"
 
@@ -111,27 +113,81 @@ def _message(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _data_end(container: av.container.InputContainer, stream: av.video.VideoStream, duration: float) -> float:
-    """Seconds (from the stream start) where the last packet of real data ends."""
+def mov_cut(f, size: int) -> tuple[str, int] | None:
+    """(box type, the size the file should have) when a MOV/MP4 file is shorter than its own top-level boxes
+    say (``mdat``, the media data, or ``moov``, the index, running past the end); None when every box fits,
+    or the file is no MOV/MP4. Decoding fails on exactly these files (the demuxer hits the end before the
+    last sample the index lists), however little is missing, so this is the probe's test for truncation:
+    it reads 16 bytes per top-level box (3-5 boxes in a camera's file)."""
+    pos, boxes = 0, 0
+    while pos + 8 <= size and boxes < 64:
+        f.seek(pos)
+        head = f.read(16)
+        if len(head) < 8:
+            return None
+        box_size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        if boxes == 0 and kind not in MOV_BOXES:
+            return None  # not a MOV/MP4: other checks decide
+        if box_size == 1 and len(head) == 16:
+            box_size = int.from_bytes(head[8:16], "big")
+        elif box_size == 0:  # "extends to the end of the file"
+            return None
+        if box_size < 8:
+            return None  # not a box header: leave the verdict to the demuxer
+        if pos + box_size > size:
+            name = kind.decode("latin-1")
+            return (name, pos + box_size) if kind in (b"mdat", b"moov") else None
+        pos += box_size
+        boxes += 1
+    return None
+
+
+def _intact_end(container: av.container.InputContainer, stream: av.video.VideoStream, at: float,
+                limit: int | None = None) -> float:
+    """Seconds (from the stream start) where the last whole packet demuxed from ``at`` on ends (at most
+    ``limit`` packets); 0 when none is whole. A packet cut by the end of the file comes back flagged corrupt."""
     start = stream.start_time or 0
-    container.seek(start + int(max(duration - TAIL_SECONDS, 0.0) / stream.time_base), stream=stream, backward=True,
+    container.seek(start + int(max(at, 0.0) / stream.time_base), stream=stream, backward=True,
                    any_frame=True)  # packets, not pictures: no need to go back to a keyframe
-    end = 0
+    end, seen = 0, 0
     for packet in container.demux(stream):
-        if packet.size and packet.pts is not None:
-            end = max(end, packet.pts + (packet.duration or 0))
+        if not packet.size or packet.pts is None:
+            continue
+        if packet.is_corrupt:
+            break
+        end = max(end, packet.pts + (packet.duration or 0))
+        seen += 1
+        if limit is not None and seen >= limit:
+            break
     return float((end - start) * stream.time_base) if end else 0.0
 
 
-def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataConfig) -> Facts | Skip:
+def _data_end(container: av.container.InputContainer, stream: av.video.VideoStream, duration: float) -> float:
+    """Seconds (from the stream start) where the whole packets end: the last second demuxed; when nothing
+    whole is there, a bisection over time (8 seeks of one packet each) for the last stretch that is, then
+    that stretch demuxed to the end."""
+    tail = _intact_end(container, stream, duration - TAIL_SECONDS)
+    if tail:
+        return tail
+    lo, hi = 0.0, max(duration - TAIL_SECONDS, 0.0)
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _intact_end(container, stream, mid, limit=1) else (lo, mid)
+    return _intact_end(container, stream, lo)
+
+
+def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataConfig,
+           cut: tuple[str, int] | None = None) -> Facts | Skip:
+    """What an opened file's bytes say; ``cut``: what :func:`mov_cut` found (full probes only)."""
     fmt = container.format.name
     if fmt.endswith("_pipe") or fmt in ("image2", "gif", "apng", "webp"):
         return Skip(file.uri, Reason.NOT_VIDEO, f"an image ({fmt})")
     if not container.streams.video:
         if container.streams.audio:
             return Skip(file.uri, Reason.AUDIO_ONLY, f"{len(container.streams.audio)} audio stream(s), no video")
-        if not container.streams and fmt.startswith("mov"):
-            return Skip(file.uri, Reason.TRUNCATED, "no moov atom: the file is cut short or was never finished")
+        if cut is not None or (not container.streams and fmt.startswith("mov")):
+            return Skip(file.uri, Reason.TRUNCATED, "no complete moov atom (the index): the file is cut short or "
+                                                    "was never finished")
         return Skip(file.uri, Reason.NOT_VIDEO, f"no video stream ({fmt})")
     stream = container.streams.video[0]
     if stream.codec_context is None:
@@ -148,6 +204,12 @@ def _check(file: VideoFile, container: av.container.InputContainer, cfg: DataCon
             return Skip(file.uri, Reason.DECODE, "no decodable frame")
         width, height, (rotation, mirrored) = first.width, first.height, Orientation.of(first).rotation()
         del first
+        if cut is not None:
+            box, should = cut
+            ends = _data_end(container, stream, duration)
+            return Skip(file.uri, Reason.TRUNCATED, f"{file.size:,} of {should:,} bytes ({file.size / should:.0%}; "
+                                                    f"the {box} box runs past the end): whole frames up to "
+                                                    f"{ends:.2f} s of {duration:.2f} s")
         ends = _data_end(container, stream, duration)
         if ends < duration - max(END_SLACK, 2.0 / rate if rate else 0.0):
             return Skip(file.uri, Reason.TRUNCATED, f"data ends at {ends:.2f} s of {duration:.2f} s")
@@ -180,6 +242,8 @@ def probe_facts(file: VideoFile, cfg: DataConfig) -> Facts | Skip:
         return Skip(file.uri, Reason.EMPTY, "0 bytes")
     try:
         with open_input(file.uri, cfg) as f:
+            cut = mov_cut(f, file.size) if cfg.probe == "full" else None
+            f.seek(0)
             try:
                 container = open_container(f, PROBE_BUFFER)
             except av.FFmpegError as exc:
@@ -189,7 +253,7 @@ def probe_facts(file: VideoFile, cfg: DataConfig) -> Facts | Skip:
                                                             "cut short or never finished")
                 return Skip(file.uri, Reason.NOT_VIDEO, _message(exc))
             with container:
-                return _check(file, container, cfg)
+                return _check(file, container, cfg, cut)
     except av.error.DecoderNotFoundError as exc:
         return Skip(file.uri, Reason.CODEC, _message(exc))
     except av.FFmpegError as exc:

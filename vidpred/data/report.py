@@ -22,7 +22,7 @@ from vidpred.data.prepared import read_manifest
 from vidpred.data.probe import Facts, Reason, Skip, VideoInfo, clip_count, judge, probe_facts, probe_info
 from vidpred.data.probe_index import MISS, ProbeIndex
 from vidpred.data.sources import (VIDEO_SUFFIXES, DataError, Listed, VideoFile, atomic_output, check_root, join,
-                                  list_files)
+                                  list_entries, list_files)
 
 EXPECTED_SPLITS = ("train", "val")  # reported when missing; ``test`` is optional
 RUN_SPLITS = ("train", "val")       # what a training run probes: it trains on train and validates on val
@@ -160,13 +160,15 @@ def survey(cfg: DataConfig, root: str, splits: Iterable[str] = ("train",),
     index = ProbeIndex.open(cfg, root)
     jobs: list[_Job] = []
     for split in dict.fromkeys([*splits, *expected]):
-        videos = list_files(root, f"videos/{split}", VIDEO_SUFFIXES, cfg)
-        if videos is None:
+        listed = list_entries(root, f"videos/{split}", VIDEO_SUFFIXES, cfg)
+        if listed is None:
             if split in expected:
                 summary.skipped.append(Skip(join(root, "videos", split), Reason.MISSING_SPLIT))
             continue
         if split not in splits:
             continue
+        videos, odd = listed
+        summary.skipped += [Skip(uri, Reason.NOT_FILE, what) for uri, what in odd]  # said, not dropped
         jobs += [_Job(f, VideoFile(f.uri, split, f.size)) for f in videos]
         jobs += [_Job(f) for f in list_files(root, f"info/{split}", (".json",), cfg) or []]
         if index is not None:

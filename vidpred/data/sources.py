@@ -12,14 +12,20 @@ to ``data.s3_max_attempts`` times; listing pages through ``ListObjectsV2`` (1,00
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
-from collections.abc import Iterator
+import socket
+import sys
+import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow.fs as pafs
+
+from vidpred.config import UserError, remote_uri_problem
 
 if TYPE_CHECKING:
     from vidpred.config import DataConfig
@@ -32,7 +38,7 @@ _AUTH_ERRORS = re.compile(r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCES
                           r"AccessDenied|SignatureDoesNotMatch|ExpiredToken|NO_SUCH_BUCKET|NoSuchBucket")
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """The dataset cannot be used at all (missing bucket or tree, rejected credentials, no usable clip)."""
 
 
@@ -94,9 +100,55 @@ def s3_endpoint_and_region(settings: S3Settings) -> tuple[str | None, str | None
             region or profile.get("region"))
 
 
+CONNECT_TIMEOUT = 3.0   # seconds a first TCP connection to the S3 endpoint may take
+CONNECT_TRIES = 3       # a connection that times out may be a slow network: tried this often, said each time
+
+
+def _host_port(endpoint: str | None, region: str | None) -> tuple[str, int, str]:
+    """(host, port, shown) of the S3 endpoint requests go to: the configured one, else AWS's regional one."""
+    if not endpoint:
+        host = f"s3.{region}.amazonaws.com" if region else "s3.amazonaws.com"
+        return host, 443, f"https://{host}"
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    return parsed.hostname or endpoint, port, endpoint
+
+
+@functools.lru_cache(maxsize=16)
+def check_reachable(endpoint: str | None, region: str | None, echo: Callable[[str], None] | None = None) -> None:
+    """Fail in seconds, naming the endpoint, when S3 cannot be reached at all. The AWS SDK retries every
+    failure the same way, so a refused connection or an unknown host (which no waiting heals) took 60-100 s
+    of silent backoff at data.s3_max_attempts = 10. Those are not retried here; a connection that times out is
+    retried ``CONNECT_TRIES`` times, each said on stderr. Once per endpoint and process (~1 ms when it works)."""
+    host, port, shown = _host_port(endpoint, region)
+    where = ("data.s3_endpoint / AWS_ENDPOINT_URL" if endpoint else "the network, AWS_REGION, or set data.s3_endpoint")
+    say = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    for attempt in range(1, CONNECT_TRIES + 1):
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+            return
+        except socket.gaierror as exc:
+            raise DataError(f"S3 endpoint {shown}: unknown host {host!r} ({exc.strerror}); not retried, as a name "
+                            f"that does not resolve does not heal by waiting: check {where}") from None
+        except ConnectionRefusedError:
+            raise DataError(f"S3 endpoint {shown}: connection refused (nothing listens on {host}:{port}); not "
+                            f"retried, as a refused connection does not heal by waiting: start the server, or "
+                            f"check {where}") from None
+        except TimeoutError:
+            if attempt == CONNECT_TRIES:
+                raise DataError(f"S3 endpoint {shown}: no answer from {host}:{port} within {CONNECT_TIMEOUT:g} s, "
+                                f"{CONNECT_TRIES} times; check {where}, a firewall or proxy") from None
+            say(f"[vidpred] S3 endpoint {shown}: no answer within {CONNECT_TIMEOUT:g} s, retrying "
+                f"({attempt + 1} of {CONNECT_TRIES})")
+        except OSError as exc:  # e.g. network unreachable: no route, nothing waiting would change
+            raise DataError(f"S3 endpoint {shown}: cannot connect to {host}:{port} ({exc.strerror or exc}); "
+                            f"check {where}") from None
+
+
 @functools.lru_cache(maxsize=16)
 def _s3(bucket: str, settings: S3Settings) -> pafs.S3FileSystem:
     endpoint, region = s3_endpoint_and_region(settings)
+    check_reachable(endpoint, region)
     kwargs: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.max_attempts)}
     if endpoint:
         kwargs["endpoint_override"] = endpoint
@@ -123,9 +175,12 @@ def resolve(uri: str, cfg: DataConfig | None = None) -> tuple[pafs.FileSystem, s
         return pafs.LocalFileSystem(), uri
     if scheme == "file":
         return pafs.LocalFileSystem(), rest
-    if scheme not in ("s3", "s3a"):
-        raise DataError(f"{uri}: unsupported scheme {scheme!r}; allowed: a local path, file://, s3://")
-    return _s3(rest.split("/", 1)[0], S3Settings.of(cfg)), rest
+    if problem := remote_uri_problem(uri):
+        raise DataError(problem)
+    try:
+        return _s3(rest.split("/", 1)[0], S3Settings.of(cfg)), rest
+    except DataError as exc:
+        raise DataError(f"{uri}: {exc}") from None
 
 
 def join(root: str, *parts: str) -> str:
@@ -160,6 +215,12 @@ def storage_error(uri: str, exc: OSError) -> DataError:
 def check_root(root: str, cfg: DataConfig | None = None) -> None:
     """Raise DataError unless ``root`` is reachable and holds a ``videos/`` folder."""
     fs, base = resolve(root, cfg)
+    if not _uri_prefix(root):
+        kind = fs.get_file_info(base).type
+        if kind == pafs.FileType.NotFound:
+            raise DataError(f"{root}: does not exist; expected a dataset folder holding videos/{{train,val}}/")
+        if kind != pafs.FileType.Directory:
+            raise DataError(f"{root}: is a file, not a folder; expected a dataset folder holding videos/{{train,val}}/")
     try:
         if _uri_prefix(root) and fs.get_file_info(base.split("/", 1)[0]).type == pafs.FileType.NotFound:
             raise DataError(f"{root}: bucket {base.split('/', 1)[0]!r} does not exist")
@@ -178,21 +239,63 @@ class Listed(NamedTuple):
     mtime_ns: int | None
 
 
-def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
-               ) -> list[Listed] | None:
-    """The files directly in ``root/folder`` ending in ``suffixes``, sorted by URI; None if the folder does not
-    exist."""
+def _local_entries(folder: str, suffixes: tuple[str, ...]) -> tuple[list[Listed], list[tuple[str, str]]]:
+    """Local listing by ``os.scandir``: pyarrow's leaves out dangling links and link loops without a word."""
+    files, odd = [], []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if not entry.name.lower().endswith(suffixes):
+                continue
+            path = entry.path
+            try:
+                if entry.is_dir():
+                    odd.append((path, "a folder, not a file"))
+                elif entry.is_file():
+                    st = entry.stat()
+                    files.append(Listed(path, st.st_size, st.st_mtime_ns))
+                elif entry.is_symlink():
+                    odd.append((path, f"a symbolic link to {os.readlink(path)!r}, which does not exist"))
+                else:
+                    odd.append((path, "not a regular file"))
+            except OSError as exc:  # ELOOP: a link that leads back to itself
+                odd.append((path, "a symbolic link loop (it leads back to itself)" if exc.errno == errno.ELOOP
+                            else f"cannot be opened ({exc.strerror})"))
+    return sorted(files), sorted(odd)
+
+
+def list_entries(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
+                 ) -> tuple[list[Listed], list[tuple[str, str]]] | None:
+    """(the files directly in ``root/folder`` ending in ``suffixes`` (:class:`Listed`), (URI, what it is) of
+    the other entries with such a name: folders, dangling links, link loops), both sorted; None if the
+    folder does not exist."""
     fs, base = resolve(root, cfg)
-    selector = pafs.FileSelector(join(base, folder), recursive=False, allow_not_found=True)
+    where = join(base, folder)
     try:
-        infos = fs.get_file_info(selector)
-        if not infos and fs.get_file_info(join(base, folder)).type == pafs.FileType.NotFound:
+        if isinstance(fs, pafs.LocalFileSystem):
+            kind = fs.get_file_info(where).type
+            if kind == pafs.FileType.NotFound:
+                return None
+            if kind != pafs.FileType.Directory:
+                raise DataError(f"{join(root, folder)}: is a file, where a folder of videos is expected")
+            return _local_entries(where, suffixes)
+        infos = fs.get_file_info(pafs.FileSelector(where, recursive=False, allow_not_found=True))
+        if not infos and fs.get_file_info(where).type == pafs.FileType.NotFound:
             return None
     except OSError as exc:
         raise storage_error(join(root, folder), exc) from None
     prefix = _uri_prefix(root)
-    return sorted(Listed(prefix + info.path, info.size or 0, info.mtime_ns) for info in infos
-                  if info.type == pafs.FileType.File and info.path.lower().endswith(suffixes))
+    named = [info for info in infos if info.path.lower().endswith(suffixes)]
+    return (sorted(Listed(prefix + i.path, i.size or 0, i.mtime_ns) for i in named
+                   if i.type == pafs.FileType.File),
+            sorted((prefix + i.path, "a folder (prefix), not an object") for i in named if i.type != pafs.FileType.File))
+
+
+def list_files(root: str, folder: str, suffixes: tuple[str, ...], cfg: DataConfig | None = None
+               ) -> list[Listed] | None:
+    """The files directly in ``root/folder`` ending in ``suffixes``, sorted by URI; None if the folder does not
+    exist."""
+    found = list_entries(root, folder, suffixes, cfg)
+    return None if found is None else found[0]
 
 
 def list_videos(root: str, split: str, cfg: DataConfig | None = None) -> list[VideoFile]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidpred.config import DataConfig
-from vidpred.data.sources import DataError, storage_error
+from vidpred.data.sources import DataError, S3Settings, check_reachable, s3_endpoint_and_region, storage_error
 
 MIB = 1 << 20
 
@@ -63,8 +64,29 @@ def s3_client(cfg: DataConfig):
     import boto3
     from botocore.config import Config
 
+    endpoint, region = s3_endpoint_and_region(S3Settings.of(cfg))
+    check_reachable(endpoint, region)  # refused / unknown host: seconds, not boto3's retries of them
+    say_retries()
     retries = {"max_attempts": cfg.s3_max_attempts, "mode": "standard"}
     return boto3.session.Session().client("s3", endpoint_url=cfg.s3_endpoint, config=Config(retries=retries))
+
+
+class _RetryNotice(logging.Handler):
+    """boto3 retries throttling, 5xx and dropped connections with backoff; this says so on stderr, once per
+    retry, instead of a silent wait (botocore logs each at DEBUG: "Retry needed, retrying request after delay
+    of: ...")."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("Retry needed"):
+            print(f"[vidpred] S3: {text.lower().removeprefix('retry needed, ')}", file=sys.stderr, flush=True)
+
+
+def say_retries() -> None:
+    logger = logging.getLogger("botocore.retries.standard")
+    if not any(isinstance(h, _RetryNotice) for h in logger.handlers):
+        logger.addHandler(_RetryNotice(level=logging.DEBUG))
+        logger.setLevel(logging.DEBUG)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -136,6 +158,8 @@ def upload(local: str | Path, dest: str, cfg: DataConfig | None = None, workers:
     root = Path(local)
     if not root.is_dir():
         raise DataError(f"{local}: not a directory")
+    if workers < 1:
+        raise DataError(f"--workers {workers}: must be at least 1 (files uploaded at once)")
     if part_size < 5 * MIB:
         raise DataError(f"part size {part_size / MIB:g} MiB: S3 multipart parts must be at least 5 MiB")
     bucket, prefix = split_s3_uri(dest)

@@ -31,7 +31,7 @@ from vidpred.eval.pictures import gif_frames, grid, save_gif, stack
 from vidpred.eval.plot import metrics_plot
 from vidpred.model import to_model_space, to_uint8
 from vidpred.model.metrics import score_clips, sharpness_ratio, summarize
-from vidpred.train.checkpoint import load_generator, read_meta
+from vidpred.train.checkpoint import inside_checkpoint, load_generator, read_meta
 
 log = logging.getLogger("vidpred.eval")
 SHOWN_CLIPS = 4  # clips drawn in the grid and the GIF
@@ -58,13 +58,17 @@ def data_config(run_config: dict, data_uri: str) -> DataConfig:
 
 
 def read_clips(root: str, cfg: DataConfig, split: str, limit: int) -> np.ndarray:
-    """Up to ``limit`` clips [N, T, H, W, 3] uint8, spread over the split's videos in name order."""
+    """Up to ``limit`` clips [N, T, H, W, 3] uint8, spread over the split's usable videos in name order: the
+    probe training runs first (:func:`vidpred.data.report.survey`), so eval scores the files training would
+    use and never the good start of a file cut short."""
     from vidpred.data.pipeline import video_clips  # PyAV only where videos are read
-    from vidpred.data.sources import DataError, list_videos
+    from vidpred.data.report import survey
+    from vidpred.data.sources import DataError
 
-    videos = list_videos(root, split, cfg)
-    if not videos:
-        raise DataError(f"no videos (*.mov, *.mp4) under {root}/videos/{split}")
+    summary = survey(cfg, root, splits=(split,), expected=(split,))
+    for skip in summary.skipped:
+        log.warning("skipping video %s: %s%s", skip.uri, skip.reason, f" ({skip.detail})" if skip.detail else "")
+    videos = summary.require_clips(split)
     per_video = max(1, math.ceil(limit / len(videos)))
     clips: list[np.ndarray] = []
     for video in videos:
@@ -149,20 +153,60 @@ def report(generator, data: np.ndarray, setup: dict, out: Path, samples: int, ba
     shown = list(range(min(SHOWN_CLIPS, len(data))))
     stack([grid(data[i, :c], data[i, c:], firsts[i]) for i in shown]).save(out / "grid.png")
     save_gif(gif_frames(data[shown, :c], data[shown, c:], firsts[shown]), out / "prediction.gif", setup["fps"])
-    metrics_plot(summary).save(out / "metrics.png")
+    (out / "metrics.png").write_bytes(metrics_plot(summary))
     return summary
 
 
+def default_out(checkpoint: str | os.PathLike) -> Path:
+    """``<run>/eval/<checkpoint name>``: beside the checkpoint, never inside it."""
+    ck = Path(checkpoint).expanduser().absolute()
+    return ck.parent / "eval" / ck.name
+
+
+def output_folder(out: Path, force: bool) -> Path:
+    """``out`` as the folder eval writes: makeable, outside every checkpoint, and, unless ``force``, holding
+    none of the files eval would write over."""
+    if problem := config_mod.folder_problem(out):
+        raise config_mod.UserError(f"--out {str(out)!r}: {problem}")
+    if (holder := inside_checkpoint(out)) is not None:
+        raise config_mod.UserError(f"--out {str(out)!r}: lies inside the checkpoint {holder}; vidpred never writes "
+                                   "into a checkpoint: choose a folder outside it")
+    there = [name for name in FILES if (out / name).exists()]
+    if there and not force:
+        raise config_mod.UserError(f"--out {str(out)!r}: already holds {', '.join(there)} (an earlier eval); add "
+                                   "--force to replace them, or choose another --out")
+    return out
+
+
+def torch_device(device: str) -> str:
+    """``device`` if torch can use it here; ConfigError naming ``--device`` otherwise."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise config_mod.ConfigError(f"--device {device!r}: {exc}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise config_mod.ConfigError(f"--device {device!r}: no CUDA GPU is usable here; use --device cpu")
+    if kind not in ("cpu", "cuda"):
+        raise config_mod.ConfigError(f"--device {device!r}: allowed: cpu, cuda, cuda:N")
+    return device
+
+
 def evaluate(checkpoint: str | os.PathLike, data_uri: str, out: str | os.PathLike | None = None, samples: int = 1,
-             clips: int = 32, split: str = "val", seed: int = 0, batch_size: int = 8, device: str = "cpu") -> EvalResult:
-    """Score and draw a checkpoint on ``clips`` clips of ``data_uri``'s ``split``; see the module docstring."""
-    if samples < 1 or clips < 1:
-        raise config_mod.ConfigError(f"--samples and --clips must be >= 1; got {samples} and {clips}")
+             clips: int = 32, split: str = "val", seed: int = 0, batch_size: int = 8, device: str = "cpu",
+             force: bool = False) -> EvalResult:
+    """Score and draw a checkpoint on ``clips`` clips of ``data_uri``'s ``split``; see the module docstring.
+    Nothing is written before every input was checked, and nothing is written over unless ``force``."""
+    for flag, value in (("--samples", samples), ("--clips", clips), ("--batch-size", batch_size)):
+        if value < 1:
+            raise config_mod.ConfigError(f"{flag} = {value}: must be at least 1")
+    if seed < 0:
+        raise config_mod.ConfigError(f"--seed = {seed}: must be 0 or more")
+    device = torch_device(device)
+    out = output_folder(Path(out).expanduser().absolute() if out is not None else default_out(checkpoint), force)
     generator, run_config = load_generator(checkpoint)
     dcfg = data_config(run_config, data_uri)
     data = read_clips(dcfg.uri, dcfg, split, clips)
     torch.manual_seed(seed)
-    out = Path(out) if out is not None else Path(checkpoint) / "eval"
     setup = {"checkpoint": str(checkpoint), "step": read_meta(checkpoint).get("step"), "data": dcfg.uri,
              "split": split, "seed": seed, "context": dcfg.context, "future": dcfg.future, "fps": dcfg.fps,
              "height": dcfg.height, "width": dcfg.width}

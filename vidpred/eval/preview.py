@@ -17,7 +17,7 @@ from vidpred.train.checkpoint import load_generator
 
 def first_clip(cfg: Config, root: str):
     """The first clip of the first decodable validation video (train split if there is no val)."""
-    for video in list_videos(root, "val") or list_videos(root, "train"):
+    for video in list_videos(root, "val", cfg.data) or list_videos(root, "train", cfg.data):  # S3 settings too
         try:
             return next(video_clips(video.uri, cfg.data))
         except Exception:  # noqa: BLE001 - a bad or short video (StopIteration included): try the next

@@ -10,6 +10,7 @@ test checks), so it runs and tests on a bare CPU box.
 
 from vidpred.model.discriminators import Discriminators, FrameDiscriminator, split_real_fake
 from vidpred.model.losses import (
+    as_floats,
     d_loss,
     discriminator_loss,
     feature_matching,
@@ -20,6 +21,7 @@ from vidpred.model.losses import (
 from vidpred.model.vpgan import GenOutput, Generator, count_parameters, to_model_space, to_uint8
 
 __all__ = [
+    "as_floats",
     "Discriminators",
     "FrameDiscriminator",
     "GenOutput",

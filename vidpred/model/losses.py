@@ -60,18 +60,26 @@ def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor]) -> Tens
     return torch.stack([F.l1_loss(f, r.detach()) for r, f in zip(real_feats, fake_feats)]).mean()
 
 
-def _floats(named: dict[str, Tensor]) -> dict[str, float]:
-    """Detached scalars -> Python floats with one host sync."""
-    values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
-    return dict(zip(named, values))
+def _detached(named: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Scalars detached as fp32 0-d tensors, left on their device: logging them costs no host sync, so a
+    training loop can add them up on the device and read them once per logging interval (:func:`as_floats`)."""
+    return {k: v.detach().float().reshape(()) for k, v in named.items()}
+
+
+def as_floats(named: dict[str, Tensor | float]) -> dict[str, float]:
+    """Logged scalars (0-d tensors or numbers) as Python floats, with one host sync for all of them."""
+    tensors = [k for k, v in named.items() if isinstance(v, Tensor)]
+    values = dict(zip(tensors, torch.stack([named[k].float().reshape(()) for k in tensors]).tolist())) if tensors else {}
+    return {k: values[k] if k in values else float(v) for k, v in named.items()}
 
 
 def discriminator_loss(real_logits: list[Tensor], fake_logits: list[Tensor], kind: str,
-                       names: tuple[str, ...] = ("frame", "clip")) -> tuple[Tensor, dict[str, float]]:
-    """Sum of every discriminator's D loss; logs ``d_<name>`` for each and ``d_loss`` for the sum."""
+                       names: tuple[str, ...] = ("frame", "clip")) -> tuple[Tensor, dict[str, Tensor]]:
+    """Sum of every discriminator's D loss; logs ``d_<name>`` for each and ``d_loss`` for the sum (detached
+    0-d tensors: :func:`as_floats` reads them)."""
     parts = {f"d_{n}": d_loss(r, f, kind) for n, r, f in zip(names, real_logits, fake_logits)}
     total = torch.stack(list(parts.values())).sum()
-    return total, _floats({**parts, "d_loss": total})
+    return total, _detached({**parts, "d_loss": total})
 
 
 def kl_weight(w: LossConfig, step: int) -> float:
@@ -95,7 +103,7 @@ def generator_loss(
     step: int = 0,
     cycle: Tensor | None = None,
     names: tuple[str, ...] = ("frame", "clip"),
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor | float]]:
     """total = w_rec * L1(pred, target) + w_kl(step) * kl + w_adv * adv + w_feat * feat + w_cycle * cycle.
 
     ``fake_logits`` holds one logit tensor per discriminator, ``real_feats``/``fake_feats`` one list of
@@ -104,7 +112,8 @@ def generator_loss(
     the logits may be None when w_adv == 0, the features when w_feat == 0, ``cycle`` when w_cycle == 0.
     The dict holds every unweighted term ("rec", "kl", "adv", "feat", "cycle" and per discriminator
     "adv_<name>", "feat_<name>"), the KL weight in force ("w_kl") and the weighted total ("g_total").
-    A term not computed reads 0.0. One host sync for all of them. ``w.schedule`` applies at ``step``.
+    A term not computed reads 0.0. The terms are detached 0-d tensors (no host sync; :func:`as_floats` reads
+    them), ``w_kl`` a float. ``w.schedule`` applies at ``step``.
     """
     _check_kind(kind)
     w = w.at(step)
@@ -133,5 +142,5 @@ def generator_loss(
     for name, weight in weights.items():
         if weight:
             total = total + weight * terms[name]
-    logs = _floats({**terms, **per_d, "g_total": total})
+    logs = _detached({**terms, **per_d, "g_total": total})
     return total, {**logs, "w_kl": weights["kl"]}

@@ -18,11 +18,18 @@ from typing import Any
 
 import torch
 
-from vidpred.config import Config, ModelConfig
+from vidpred.config import Config, ModelConfig, UserError
 
 TAG = "state"
 GENERATOR_FILE = "generator.pt"
 META_FILE = "meta.json"
+EXPORT_FORMAT = "vidpred-generator/1"  # what ``vidpred export`` writes (vidpred.train.export)
+EXPECTED = ("a checkpoint folder as vidpred train writes it (<storage>/<run>/checkpoint_<time>/, holding "
+            f"{META_FILE}, {GENERATOR_FILE}, g/ and d/)")
+
+
+class CheckpointError(UserError):
+    """A path given as a checkpoint is not one vidpred can read; the message names it and what is expected."""
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -82,8 +89,57 @@ def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:
     return {**state, "step": int(state.get("step", 0))}
 
 
+def parse_meta(text: bytes | str, where: str) -> dict[str, Any]:
+    """A checkpoint's meta.json, checked for what every reader uses (``step``, ``config.model``,
+    ``config.train``, ``config.data``); CheckpointError naming ``where`` otherwise."""
+    try:
+        meta = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{where}: not valid JSON ({exc}); the checkpoint is damaged: use another "
+                              "checkpoint of the run") from None
+    config = meta.get("config") if isinstance(meta, dict) else None
+    missing = [k for k in ("model", "train", "data") if not isinstance((config or {}).get(k), dict)]
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int) or missing:
+        raise CheckpointError(f"{where}: not a vidpred checkpoint's {META_FILE} (expected step and config "
+                              f"with data, model, train{'; missing config.' + ', config.'.join(missing) if missing else ''})")
+    return meta
+
+
+def _latest_inside(root: Path) -> Path | None:
+    inside = sorted(p for p in root.glob("checkpoint_*") if (p / META_FILE).is_file())
+    return inside[-1] if inside else None
+
+
 def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(directory) / META_FILE).read_text())
+    """The meta.json of a local checkpoint folder; CheckpointError saying what the path is instead (missing,
+    a file, an exported generator, a run folder, a folder without meta.json, a damaged meta.json)."""
+    root = Path(directory).expanduser()
+    if not root.exists():
+        raise CheckpointError(f"{root}: does not exist; expected {EXPECTED}")
+    if not root.is_dir():
+        hint = ""
+        if root.suffix == ".pt":
+            hint = " (a .pt file is an exported generator or a weights file: pass the checkpoint folder)"
+        raise CheckpointError(f"{root}: is a file, not a folder{hint}; expected {EXPECTED}")
+    meta = root / META_FILE
+    if not meta.is_file():
+        latest = _latest_inside(root)
+        hint = f"; it looks like a run folder: its latest checkpoint is {latest}" if latest else ""
+        raise CheckpointError(f"{root}: no {META_FILE} in it{hint}; expected {EXPECTED}")
+    try:
+        text = meta.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{meta}: cannot be read ({exc.strerror})") from None
+    return parse_meta(text, str(meta))
+
+
+def inside_checkpoint(path: str | os.PathLike) -> Path | None:
+    """The checkpoint folder that ``path`` lies in (or is), if any: nothing vidpred writes goes there."""
+    p = Path(path).expanduser().resolve()
+    for folder in (p, *p.parents):
+        if (folder / META_FILE).is_file() and ((folder / "g").is_dir() or (folder / GENERATOR_FILE).is_file()):
+            return folder
+    return None
 
 
 def load_generator(directory: str | os.PathLike):
@@ -93,8 +149,28 @@ def load_generator(directory: str | os.PathLike):
     """
     from vidpred.model import Generator
 
-    root = Path(directory)
+    root = Path(directory).expanduser()
     raw = read_meta(root)["config"]
-    g = Generator(ModelConfig.model_validate(raw["model"]))
-    g.load_state_dict(torch.load(root / GENERATOR_FILE, map_location="cpu", weights_only=True))
+    try:
+        model = ModelConfig.model_validate(raw["model"])
+    except ValueError as exc:
+        raise CheckpointError(f"{root / META_FILE}: its model config is not valid here ({exc})") from None
+    weights = root / GENERATOR_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{root}: no {GENERATOR_FILE} in it; expected {EXPECTED}")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and runtime errors for a bad file
+        raise CheckpointError(f"{weights}: cannot be read as weights ({type(exc).__name__}: {exc}); the "
+                              "checkpoint is damaged: use another checkpoint of the run") from None
+    if isinstance(state, dict) and state.get("format") == EXPORT_FORMAT:
+        raise CheckpointError(f"{weights}: holds a `vidpred export` file, not the checkpoint's own weights "
+                              "(was it exported over itself?); use another checkpoint of the run, or load "
+                              "this file with vidpred.train.export.load_exported")
+    g = Generator(model)
+    try:
+        g.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{weights}: does not fit the model its {META_FILE} describes ({first})") from None
     return g.eval(), raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from vidpred import config as config_mod
 
@@ -13,9 +14,9 @@ def _plan(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.model:
         overrides.append(f"model.size={args.model}")
-    if args.resolution:
+    if args.resolution is not None:  # 0 is a value to refuse, not an absent flag
         overrides += [f"data.height={args.resolution}", f"data.width={args.resolution}"]
-    if args.workers:
+    if args.workers is not None:
         overrides.append(f"train.num_workers={args.workers}")
     if args.precision:
         overrides.append(f"train.precision={args.precision}")
@@ -24,6 +25,8 @@ def _plan(args: argparse.Namespace) -> int:
         memory = plan.parse_bytes(args.gpu_mem)
     except ValueError as exc:
         raise config_mod.ConfigError(f"--gpu-mem: {exc}") from None
+    if memory <= 0:
+        raise config_mod.ConfigError(f"--gpu-mem {args.gpu_mem!r}: must be more than 0 bytes, e.g. 24GiB")
     world = cfg.train.num_workers
     g, d = plan.param_counts(cfg)
     print(f"model {cfg.model.size}: generator {g:,} + discriminators {d:,} params; {cfg.data.height}x{cfg.data.width}, "
@@ -44,7 +47,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from vidpred.train.export import export
 
-    out = export(args.checkpoint, args.out)
+    out = export(args.checkpoint, args.out, config_mod.load(args.config, args.set).data, force=args.force)
     print(f"wrote the fp32 generator of {args.checkpoint} to {out}")
     return 0
 
@@ -62,5 +65,9 @@ def add_parser(sub) -> None:
 
     e = sub.add_parser("export", help="a checkpoint's generator as one fp32 file that loads without DeepSpeed")
     e.add_argument("checkpoint", help="checkpoint directory (local path or storage URI such as s3://…)")
-    e.add_argument("out", help="output file, e.g. generator.pt")
+    e.add_argument("out", help="output file, e.g. generator.pt (never inside a checkpoint)")
+    e.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    e.add_argument("--config", type=Path, help="YAML config; its data section gives the S3 settings")
+    e.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="e.g. --set data.s3_endpoint=http://127.0.0.1:8333 for a checkpoint on S3")
     e.set_defaults(func=_export)

@@ -13,36 +13,53 @@ from typing import Any
 
 import torch
 
-from vidpred.config import ModelConfig
-from vidpred.train.checkpoint import TAG, atomic_write_bytes, read_meta
+from vidpred import console
+from vidpred.config import DataConfig, ModelConfig
+from vidpred.train.checkpoint import (EXPORT_FORMAT, GENERATOR_FILE, META_FILE, TAG, CheckpointError,
+                                      atomic_write_bytes, inside_checkpoint, read_meta)
 
-FORMAT = "vidpred-generator/1"
+FORMAT = EXPORT_FORMAT
 
 
 def fp32_generator_state(checkpoint_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The generator's fp32 weights merged from all ranks' DeepSpeed shards under ``checkpoint_dir/g``."""
     g_dir = Path(checkpoint_dir) / "g"
-    stage = read_meta(checkpoint_dir)["config"]["train"]["zero_stage"]
-    if stage == 0:
-        states = torch.load(g_dir / TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
-        return {k: v.float() for k, v in states["module"].items()}
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    stage = read_meta(checkpoint_dir)["config"]["train"].get("zero_stage")
+    if not (g_dir / TAG).is_dir():
+        raise CheckpointError(f"{checkpoint_dir}: no DeepSpeed shards under g/{TAG}; expected a checkpoint folder "
+                              f"as vidpred train writes it ({META_FILE}, {GENERATOR_FILE}, g/, d/)")
+    try:
+        if stage == 0:
+            states = torch.load(g_dir / TAG / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+            return {k: v.float() for k, v in states["module"].items()}
+        with console.quiet():  # DeepSpeed prints its accelerator, every shard and a progress bar
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    return {k: v.float() for k, v in get_fp32_state_dict_from_zero_checkpoint(str(g_dir), tag=TAG).items()}
+            merged = get_fp32_state_dict_from_zero_checkpoint(str(g_dir), tag=TAG)
+        return {k: v.float() for k, v in merged.items()}
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{g_dir / TAG}: the DeepSpeed shards cannot be read ({type(exc).__name__}: {exc}); "
+                              "the checkpoint is damaged or incomplete: use another checkpoint of the run") from None
 
 
-def export(checkpoint: str, out: str | os.PathLike) -> Path:
-    """Write the generator of ``checkpoint`` (local dir or a storage URI such as s3://…) to ``out``."""
+def export(checkpoint: str, out: str | os.PathLike, data: DataConfig | None = None, force: bool = False) -> Path:
+    """Write the generator of ``checkpoint`` (local dir, relative or not, or a storage URI such as s3://…,
+    reached with ``data``'s S3 settings) to ``out``. Refuses an ``out`` that exists (unless ``force``) and,
+    always, one inside a checkpoint: an export written over ``generator.pt`` would destroy it."""
     from ray.train import Checkpoint
 
-    from vidpred.train.resume import location
+    from vidpred.train.resume import location, require_checkpoint
 
-    path, fs = location(checkpoint)
+    if (holder := inside_checkpoint(out)) is not None:
+        raise CheckpointError(f"OUT {str(out)!r}: lies inside the checkpoint {holder}; vidpred never writes into "
+                              "a checkpoint (even with --force): choose a path outside it")
+    out = console.output_file(out, force, "OUT")
+    require_checkpoint(checkpoint, data)
+    path, fs = location(checkpoint, data)
     with Checkpoint(path, filesystem=fs).as_directory() as directory:
         meta = read_meta(directory)
         payload = {"format": FORMAT, "step": meta["step"], "config": meta["config"],
                    "state_dict": fp32_generator_state(directory)}
-    out = Path(out)
     atomic_write_bytes(out, lambda p: torch.save(payload, p))
     return out
 

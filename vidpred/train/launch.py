@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidpred.config import Config, ConfigError, is_remote_uri
+from vidpred.config import Config, ConfigError, UserError, is_remote_uri
+from vidpred.console import RayOutput
 from vidpred.data.pipeline import build_dataset
 from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log, training_summary
 from vidpred.data.sources import join, list_videos
-from vidpred.train.loop import train_loop_per_worker
+from vidpred.train.loop import loop_config, train_loop_per_worker
 from vidpred.train.plan import resolve_auto
 from vidpred.train.resume import TrainData, announce_resume, location
 
@@ -29,6 +30,7 @@ class TrainResult:
     checkpoint: object    # ray.train.Checkpoint of the last step
     metrics: dict
     data_summary: str | None = None  # URI of the run's data_summary.json (usable and skipped files)
+    log_file: str | None = None      # Ray's, Ray Data's and DeepSpeed's own output of the run
 
     @property
     def checkpoint_uri(self) -> str:
@@ -45,9 +47,18 @@ def dataset_root(cfg: Config) -> str:
 
     width, height = parse_size(d.synth_size)
     root = Path(d.cache_dir) / f"synth-{d.synth_clips}x{d.synth_seconds:g}s-{width}x{height}-seed{cfg.train.seed}"
-    print(f"[vidpred] synthetic dashcam set: {root}", flush=True)
-    synth_dataset(root, clips=d.synth_clips, seconds=d.synth_seconds, fps=30, size=(width, height),
-                  seed=cfg.train.seed, progress=lambda msg: print(f"[vidpred]   {msg}", flush=True))
+    reused = []
+
+    def progress(msg: str) -> None:  # a clip written now is a line; the ones already there, one line in all
+        if msg.endswith("exists, skipped"):
+            reused.append(msg)
+        else:
+            print(f"[vidpred]   {msg}", flush=True)
+
+    paths = synth_dataset(root, clips=d.synth_clips, seconds=d.synth_seconds, fps=30, size=(width, height),
+                          seed=cfg.train.seed, progress=progress)
+    print(f"[vidpred] synthetic dashcam set: {root} ({len(paths)} clips"
+          + (f", {len(reused)} of them made by an earlier run)" if reused else ")"), flush=True)
     return str(root)
 
 
@@ -76,25 +87,58 @@ def init_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
 
 
+def room_problem(cfg: Config, total_cpus: float, where: str) -> str | None:
+    """Why CPU train workers would take so many of ``total_cpus`` that Ray Data could never decode (the run
+    would hang forever), or None."""
+    t = cfg.train
+    taken = t.num_workers * t.cpus_per_worker
+    if total_cpus - taken >= DECODE_TASK_CPUS:
+        return None
+    return (f"train.num_workers × train.cpus_per_worker = {t.num_workers} × {t.cpus_per_worker:g} = {taken:g} "
+            f"CPUs leaves {max(total_cpus - taken, 0):g} of {where}'s {total_cpus:g} for Ray Data's decode "
+            f"tasks, which need {DECODE_TASK_CPUS:g}: lower them so that their product is at most "
+            f"{max(total_cpus - DECODE_TASK_CPUS, 0):g} (fractional CPUs are fine)")
+
+
+def starts_local_ray() -> bool:
+    """Whether :func:`init_ray` will start a Ray of its own on this machine (``RAY_ADDRESS=local``, or unset
+    with no local cluster to join: Ray records a running one in ``/tmp/ray/ray_current_cluster``)."""
+    import tempfile
+
+    address = os.environ.get("RAY_ADDRESS")
+    if address == "local":
+        return True
+    return not address and not Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
+
+
+def check_before_ray(cfg: Config) -> None:
+    """What the workers alone would find wrong, refused before Ray starts: a ``train.init_from`` with no
+    checkpoint there, and CPU workers that leave the new local Ray's decode tasks no CPU."""
+    from vidpred.train.resume import require_checkpoint
+
+    if cfg.train.init_from:
+        try:
+            require_checkpoint(cfg.train.init_from, cfg.data)
+        except UserError as exc:
+            raise ConfigError(f"train.init_from: {exc}") from None
+    if not cfg.train.use_gpu and starts_local_ray():
+        if problem := room_problem(cfg, float(os.cpu_count() or 1), "this machine"):
+            raise ConfigError(problem)
+
+
 def check_room_for_data(cfg: Config) -> None:
     """Refuse a layout where CPU train workers take every CPU of a one-node cluster: Ray Data could never
     decode and the run would hang forever. Multi-node and GPU layouts are left to Ray's scheduler (an
     autoscaling cluster adds nodes; GPU workers land on GPU nodes)."""
     import ray
 
-    t = cfg.train
-    if t.use_gpu or sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
+    if cfg.train.use_gpu or sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
         return
     total_cpus = ray.cluster_resources().get("CPU", 0.0)
     if total_cpus == 0:  # a head that runs no tasks (KubeRay's num-cpus: 0): workers come from elsewhere
         return
-    taken = t.num_workers * t.cpus_per_worker
-    if total_cpus - taken < DECODE_TASK_CPUS:
-        raise ConfigError(
-            f"train.num_workers × train.cpus_per_worker = {t.num_workers} × {t.cpus_per_worker:g} = {taken:g} "
-            f"CPUs leaves {max(total_cpus - taken, 0):g} of this machine's {total_cpus:g} for Ray Data's decode "
-            f"tasks, which need {DECODE_TASK_CPUS:g}: lower them so that their product is at most "
-            f"{total_cpus - DECODE_TASK_CPUS:g} (fractional CPUs are fine)")
+    if problem := room_problem(cfg, total_cpus, "this cluster"):
+        raise ConfigError(problem)
 
 
 def val_dataset(cfg: Config, root: str, data: DataSummary | None = None, skip_log=None) -> dict:
@@ -108,8 +152,9 @@ def val_dataset(cfg: Config, root: str, data: DataSummary | None = None, skip_lo
 
 
 def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSummary | None = None,
-                skip_log=None, callbacks: list | None = None):
-    """The TorchTrainer of one run; ``callbacks`` are Ray Train callbacks (vidpred tune passes its reporter)."""
+                skip_log=None, callbacks: list | None = None, started: float | None = None):
+    """The TorchTrainer of one run; ``callbacks`` are Ray Train callbacks (vidpred tune passes its reporter);
+    ``started`` (a ``time.time()``, default now) is when ``train.max_minutes`` starts counting."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -122,7 +167,7 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
         resources["GPU"] = t.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=cfg.model_dump(mode="json"),
+        train_loop_config=loop_config(cfg, started),
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources,
                                      placement_strategy=t.placement_strategy),
         run_config=RunConfig(name=name, storage_path=storage_at, storage_filesystem=storage_fs, callbacks=callbacks,
@@ -137,24 +182,41 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
     )
 
 
-def train(cfg: Config) -> TrainResult:
-    """Train on the configured data; returns the run and its last checkpoint."""
+def log_file(cfg: Config, storage: str, name: str) -> Path:
+    """Where Ray's, Ray Data's and DeepSpeed's own output of a run goes: ``<run dir>/logs/ray.log``, or under
+    the local cache when the run lives on S3 (a log file is appended to as it is written)."""
+    if is_remote_uri(storage):
+        return Path(cfg.data.cache_dir) / "logs" / name / "ray.log"
+    return Path(storage) / name / "logs" / "ray.log"
+
+
+def train(cfg: Config, verbose: bool = False) -> TrainResult:
+    """Train on the configured data; returns the run and its last checkpoint. The console shows vidpred's
+    lines; Ray's own output goes to :func:`log_file` (``verbose``: shown live as well)."""
+    started = time.time()  # train.max_minutes counts from here: start-up is part of what a budget pays for
     cfg = resolve_auto(cfg)  # zero_stage: auto → the planner's pick, or a refusal before anything starts
     storage, name = storage_path(cfg), run_name(cfg)
     announce_resume(cfg, join(storage, name))  # same name and storage: Ray Train continues the run
+    check_before_ray(cfg)
     root = dataset_root(cfg)
     data = training_summary(cfg.data, root)  # probes every file; fails here, before any Ray resource is claimed
-    init_ray()
-    check_room_for_data(cfg)
-    print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
-          f"{cfg.train.steps} steps, data {root}", flush=True)
-    skip_log = start_skip_log(name, data)
-    result = trainer_for(cfg, root, name, storage, data, skip_log).fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"run {name} finished without a checkpoint")
-    summary_uri = finish_run_summary(data, skip_log, join(storage, name), cfg.data)
+    logs = log_file(cfg, storage, name)
+    with RayOutput(logs, verbose) as output:
+        init_ray()
+        output.attach()
+        check_room_for_data(cfg)
+        print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
+              f"{cfg.train.precision}, {cfg.train.steps} steps"
+              + (f" or {cfg.train.max_minutes:g} min" if cfg.train.max_minutes else "") + f", data {root}", flush=True)
+        print(f"[vidpred] Ray's, Ray Data's and DeepSpeed's own output: {logs}"
+              + ("" if verbose else " (--verbose shows it here)"), flush=True)
+        skip_log = start_skip_log(name, data)
+        result = trainer_for(cfg, root, name, storage, data, skip_log, started=started).fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"run {name} finished without a checkpoint")
+        summary_uri = finish_run_summary(data, skip_log, join(storage, name), cfg.data)
     return TrainResult(name=name, run_dir=join(storage, name), dataset=root, checkpoint=result.checkpoint,
-                       metrics=dict(result.metrics or {}), data_summary=summary_uri)
+                       metrics=dict(result.metrics or {}), data_summary=summary_uri, log_file=str(logs))
 
 
 def preview_path(cfg: Config, result: TrainResult) -> Path:

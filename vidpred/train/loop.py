@@ -1,9 +1,25 @@
 """``train_loop_per_worker``: what each Ray Train worker runs.
 
 build models → wrap in DeepSpeed engines → restore the latest checkpoint if Ray has one → take this
-worker's shard → GAN steps → report losses every step, a checkpoint every ``checkpoint_every`` steps and at
-the end. Every worker runs exactly ``train.steps`` steps (cycling over its shard), so the collectives inside
-DeepSpeed always have all ranks present.
+worker's shard → GAN steps → at each *report point* a progress line, TensorBoard and one ``ray.train.report``;
+a checkpoint every ``checkpoint_every`` steps and at the end. Every worker runs the same steps (cycling over
+its shard), so the collectives inside DeepSpeed always have all ranks present.
+
+Nothing on the per-step path waits for the host or for Ray beyond what the non-finite guard needs (its two
+flag all-reduces, :func:`vidpred.train.step.all_finite`): the loss terms of an interval are added up on the
+device and read once per report point (:class:`Interval`). Report points are the first step of this
+invocation, every ``log_every`` steps, every checkpoint and validation step, and the last step, the same on
+every rank (Ray Train's report is a barrier). A report without a checkpoint goes out asynchronously
+(``CheckpointUploadMode.ASYNC``): Ray Train's controller takes one report per worker per poll (every 2 s,
+``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``) and a synchronous report blocks until it does — called every step that
+cost ~1.7 s per step here. Checkpoint reports stay synchronous: a checkpoint is registered complete or not at
+all; so does the report after one, which returns only once the controller has registered the checkpoint (a
+worker lost before that restarts from the checkpoint before, as with Ray's own synchronous reports).
+Ray Tune's schedulers see every report (ASHA and PBT decide on validation results, which are report points).
+
+``train.max_minutes``: the driver passes a wall-clock deadline (the command's start + the budget); at each
+report point the ranks agree by one all-reduce whether it has passed, and the first that finds it has ends the
+run there as if it were ``train.steps``: validation, final checkpoint, the usual summary.
 
 Restored state: the step, both engines (weights, optimizers), the data position (epoch and batches consumed
 in it: the worker skips that many batches of the restored epoch, whose order the driver pins, see
@@ -13,6 +29,8 @@ in it: the worker skips that many batches of the restored epoch, whose order the
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 import warnings
 from typing import Any
@@ -22,26 +40,68 @@ import torch
 
 from vidpred.config import Config
 from vidpred.data.report import run_data_metrics
-from vidpred.model import Discriminators, Generator, count_parameters
+from vidpred.model import Discriminators, Generator, as_floats, count_parameters
 from vidpred.train import checkpoint, faults
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
+from vidpred.train.resume import location
 from vidpred.train.step import gan_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
 log = logging.getLogger("vidpred.train")
+PREFETCH_BATCHES = 2  # batches Ray Data prepares ahead of the step that takes them (its default: 1)
+# Ray Train's controller collects one report per worker per poll, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s
+# by default): reports that come faster queue up, and a (synchronous) checkpoint report waits for the queue.
+RAY_POLL_S = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0))
+SHOWN_LOSSES = ("rec", "kl", "adv", "feat", "cycle", "g_total", "d_loss")  # on the progress line; every term is reported
+
+
+class Interval:
+    """The steps since the last report point: every loss term summed on the device (no host sync per step),
+    read once by :meth:`means`; the wall time from the end of the previous interval, so reports, validations
+    and checkpoints count against the rate of the interval after them (the rate is what the run achieves)."""
+
+    def __init__(self, started: float | None = None):
+        self.started = time.perf_counter() if started is None else started
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.steps = 0
+
+    def add(self, losses: dict[str, torch.Tensor | float]) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {key: total / self.steps for key, total in as_floats(self.sums).items()}
+
+    def seconds(self, now: float) -> float:
+        return max(now - self.started, 1e-9)
+
+
+def _figure(x: float) -> str:
+    """A rate with three significant digits (0.0812, 3.31, 26.5), whole numbers from 100 on."""
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def intra_op_threads(cpus_per_worker: float) -> int:
+    """torch threads for a worker holding ``cpus_per_worker`` CPUs: the whole CPUs it holds, at least one."""
+    return max(1, int(cpus_per_worker))
 
 
 class Trainer:
     """One worker's training run; the methods name the steps."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, deadline: float | None = None):
         self.cfg = cfg
+        self.deadline = deadline  # time.time() at which train.max_minutes runs out; None: no budget
         self.ctx = ray.train.get_context()
         self.rank = self.ctx.get_world_rank()
+        self.world = self.ctx.get_world_size()
         self.step = 0
         self.position = faults.Position()  # of the data stream: what this worker has consumed
         self.nonfinite = faults.NonFinitePolicy(cfg.train)
+        self.said_reports_queue = False
+        self.checkpoint_pending = False  # a checkpoint was reported and the controller may not have taken it yet
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
@@ -63,12 +123,15 @@ class Trainer:
                      f"local rank {local_rank})")
 
     def build(self) -> None:
+        # Ray sets OMP_NUM_THREADS from the CPUs a worker holds, but only once the process runs, after torch
+        # may have sized its pool for the whole machine: workers sharing a box would oversubscribe it.
+        torch.set_num_threads(intra_op_threads(self.cfg.train.cpus_per_worker))
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank
         generator, discriminator = Generator(self.cfg.model), Discriminators(self.cfg.model)
         self.log(f"generator {count_parameters(generator):,} params, "
                  f"discriminators ({'+'.join(discriminator.names)}) {count_parameters(discriminator):,} params, "
                  f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, "
-                 f"{self.ctx.get_world_size()} workers")
+                 f"{self.world} workers, {torch.get_num_threads()} torch thread(s) each")
         self.g_eng, self.d_eng = build_engines(generator, discriminator, self.cfg)
         self.monitor = Monitor(self.cfg, self.ctx)  # TensorBoard (rank 0) and validation
 
@@ -82,7 +145,8 @@ class Trainer:
     def restore(self) -> None:
         ckpt = ray.train.get_checkpoint()
         if ckpt is None and self.cfg.train.init_from:  # the run's own checkpoints win (a restart resumes them)
-            self.nonfinite.load(self.load(ray.train.Checkpoint(self.cfg.train.init_from)))
+            path, fs = location(self.cfg.train.init_from, self.cfg.data)  # s3:// with data.s3_endpoint, as the data
+            self.nonfinite.load(self.load(ray.train.Checkpoint(path, filesystem=fs)))
             self.log(f"started from {self.cfg.train.init_from} at step {self.step}")  # its data position is not ours
         elif ckpt is not None:
             state = self.load(ckpt)
@@ -115,6 +179,7 @@ class Trainer:
             seen = 0
             for batch in shard.iter_torch_batches(
                 batch_size=self.cfg.data.batch_size, dtypes=torch.uint8, drop_last=False,
+                prefetch_batches=PREFETCH_BATCHES,
                 local_shuffle_buffer_size=4 * self.cfg.data.batch_size,
                 local_shuffle_seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank,
             ):
@@ -129,17 +194,26 @@ class Trainer:
             self.position = faults.Position(self.position.epoch + 1, 0)
 
     def report(self, metrics: dict[str, Any], with_checkpoint: bool) -> None:
+        """One ``ray.train.report``: asynchronous without a checkpoint (the step goes on while Ray's controller
+        collects it), synchronous with one (written by every rank, registered complete or not at all) and for
+        the report after it: a synchronous report returns once the controller has taken the one before, so from
+        then on the checkpoint is certainly registered and a lost worker restarts from it."""
         if not with_checkpoint:
-            ray.train.report(metrics)
+            mode = ray.train.CheckpointUploadMode.SYNC if self.checkpoint_pending else \
+                ray.train.CheckpointUploadMode.ASYNC
+            ray.train.report(metrics, checkpoint_upload_mode=mode)
+            self.checkpoint_pending = False
             return
+        self.checkpoint_pending = True
         metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         progress = {**self.position.state(), **self.nonfinite.state()}
         tmp = checkpoint.save(self.g_eng, self.d_eng, self.step, self.cfg, self.rank, progress)
         with tmp:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name))
 
-    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
-        """One GAN step with this (seed, rank, step)'s noise; counts a skipped update, restores when due."""
+    def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One GAN step with this (seed, rank, step)'s noise; counts a skipped update, restores when due.
+        Returns the loss terms as the step left them (0-d tensors on the device)."""
         t = self.cfg.train
         torch.manual_seed(faults.noise_seed(t.seed, self.rank, self.step))
         losses = gan_step(self.g_eng, self.d_eng, batch, self.cfg, step=self.step,
@@ -151,22 +225,82 @@ class Trainer:
                      f"({self.nonfinite.streak + 1} in a row)")
         if self.nonfinite.after_step(skipped):
             self.restore_for_nonfinite()
-        return {**losses, "nonfinite_steps": self.nonfinite.total}
+        return losses
+
+    def at_report_point(self, first: int) -> bool:
+        """Whether this step reports (see the module): a function of the step alone, the same on every rank."""
+        t, s = self.cfg.train, self.step
+        return (s == first + 1 or s >= t.steps or s % t.log_every == 0 or s % t.checkpoint_every == 0
+                or (self.monitor.clips is not None and s % t.val_every == 0))
+
+    def out_of_time(self) -> bool:
+        """Whether ``train.max_minutes`` has run out on any rank (one all-reduce, at report points only, so
+        that every rank ends at the same step)."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor([float(time.time() >= self.deadline)], device=self.g_eng.device)
+        if torch.distributed.is_initialized():
+            torch.distributed.all_reduce(late, op=torch.distributed.ReduceOp.MAX)
+        return bool(late.item())
+
+    def progress(self, metrics: dict[str, Any], first: bool) -> None:
+        """The progress line: the main losses, validation beside copy-last, and the interval's true rate."""
+        t = self.cfg.train
+        shown = [f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if k in metrics and (k != "cycle" or self.cfg.loss.w_cycle)]
+        if metrics.get("nonfinite_steps"):
+            shown.append(f"nonfinite_steps={metrics['nonfinite_steps']}")
+        if "val_psnr" in metrics:
+            shown.append(f"| val psnr {metrics['val_psnr']:.2f} dB (copy-last {metrics['val_copy_last_psnr']:.2f}) "
+                         f"ssim {metrics['val_ssim']:.3f} ({metrics['val_copy_last_ssim']:.3f}) "
+                         f"sharpness {metrics['val_sharpness']:.2f}")
+        if first:
+            rate = f"first step {metrics['interval_seconds']:.2f} s"
+        else:
+            rate = f"{_figure(metrics['steps_per_s'])} steps/s, {_figure(metrics['clips_per_s'])} clips/s"
+            if t.use_gpu:
+                rate += f", {_figure(metrics['clips_per_s'] / self.world)} clips/s per GPU"
+        self.log(f"step {self.step}/{t.steps} {' '.join(shown)} ({rate})")
+
+    def end_interval(self, interval: Interval, now: float, first: bool, last: bool) -> None:
+        """A report point: the interval's means and rate, validation when due, progress line, TensorBoard,
+        the report (with a checkpoint every ``checkpoint_every`` steps and at the last step)."""
+        t = self.cfg.train
+        seconds = interval.seconds(now)
+        means = interval.means()
+        metrics: dict[str, Any] = {
+            "step": self.step, **means, "nonfinite_steps": self.nonfinite.total, "interval_steps": interval.steps,
+            "interval_seconds": seconds, "steps_per_s": interval.steps / seconds,
+            "clips_per_s": interval.steps * self.cfg.data.batch_size * self.world / seconds}
+        if self.monitor.due(self.step, last):
+            metrics.update(self.monitor.validate(self.step, self.g_eng))
+        self.monitor.interval(self.step, means, self.g_eng, self.d_eng)
+        self.progress(metrics, first)
+        if interval.steps >= t.log_every and seconds < RAY_POLL_S and not self.said_reports_queue:
+            self.said_reports_queue = True
+            self.log(f"a logging interval took {seconds:.2f} s, less than the {RAY_POLL_S:g} s in which Ray Train "
+                     f"collects a report: reports queue up and each checkpoint waits for them; raise "
+                     f"train.log_every (now {t.log_every}) to about {math.ceil(t.log_every * RAY_POLL_S / seconds)}")
+        self.report(metrics, self.step % t.checkpoint_every == 0 or last)
 
     def fit(self) -> None:
         t = self.cfg.train
-        started, first = time.perf_counter(), self.step
+        first = self.step
         batches = self.batches()
+        interval = Interval()
         while self.step < t.steps:
-            losses = self.train_step(next(batches))
-            metrics = {"step": self.step, **losses, **self.monitor.after_step(self.step, losses, self.g_eng, self.d_eng)}
-            if self.step % t.log_every == 0 or self.step == t.steps:
-                rate = (self.step - first) / (time.perf_counter() - started)
-                shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in metrics.items() if k != "step")
-                self.log(f"step {self.step}/{t.steps} {shown} ({rate:.2f} steps/s)")
-            self.report(metrics, self.step % t.checkpoint_every == 0 or self.step == t.steps)
+            interval.add(self.train_step(next(batches)))
+            last = False
+            if self.at_report_point(first):
+                now = time.perf_counter()
+                last = self.step >= t.steps or self.out_of_time()
+                if last and self.step < t.steps:
+                    self.log(f"step {self.step}: train.max_minutes = {t.max_minutes:g} is spent: ending the run "
+                             f"here ({t.steps - self.step} of train.steps = {t.steps} not taken)")
+                self.end_interval(interval, now, first=self.step == first + 1, last=last)
+                interval = Interval(now)
             faults.maybe_kill(self.rank, self.step)
+            if last:
+                break
 
 
 def quiet_worker_logs() -> None:
@@ -177,8 +311,10 @@ def quiet_worker_logs() -> None:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """``config``: ``{"config": the run's Config as plain data, "deadline": time.time() when
+    train.max_minutes runs out, or None}`` (:func:`loop_config`)."""
     quiet_worker_logs()
-    trainer = Trainer(Config.model_validate(config))
+    trainer = Trainer(Config.model_validate(config["config"]), deadline=config.get("deadline"))
     trainer.announce()
     trainer.build()
     trainer.restore()
@@ -186,3 +322,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     trainer.monitor.close()
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+def loop_config(cfg: Config, started: float | None = None) -> dict[str, Any]:
+    """The ``train_loop_config`` of a run: the config, and the deadline of ``train.max_minutes`` counted from
+    ``started`` (a ``time.time()``; the command's start)."""
+    budget = cfg.train.max_minutes
+    deadline = None if budget is None else (time.time() if started is None else started) + 60 * budget
+    return {"config": cfg.model_dump(mode="json"), "deadline": deadline}
+

@@ -1,5 +1,5 @@
-"""What a run shows while it trains: losses and learning rates to TensorBoard each step, and every
-``train.val_every`` steps a validation (PSNR/SSIM of the model and of copy-last-frame on the first
+"""What a run shows while it trains: losses (means over each logging interval) and learning rates to
+TensorBoard at every report, and every ``train.val_every`` steps and at the last step a validation (PSNR/SSIM of the model and of copy-last-frame on the first
 ``train.val_clips`` clips of the val split) that goes to TensorBoard, the log and Ray's reported metrics.
 
 Every rank validates (under ZeRO-3 each forward needs all ranks to gather the generator's weights);
@@ -57,15 +57,19 @@ class Monitor:
         self.board = Board.for_run(cfg, ctx)
         self.clips = val_clips(cfg)
 
-    def after_step(self, step: int, losses: dict[str, float], g_eng, d_eng) -> dict[str, float]:
-        """Log this step; validate when it is time. Returns the validation metrics (empty when none ran)."""
+    def due(self, step: int, last: bool) -> bool:
+        """Whether ``step`` validates: every ``train.val_every`` steps and at the run's last step."""
+        return self.clips is not None and (step % self.cfg.train.val_every == 0 or last)
+
+    def interval(self, step: int, means: dict[str, float], g_eng, d_eng) -> None:
+        """One logging interval's mean losses and the learning rates now, to TensorBoard (at ``step``)."""
         if self.board is not None:
-            self.board.losses(step, losses, {"g": g_eng.get_lr()[0], "d": d_eng.get_lr()[0]})
-        t = self.cfg.train
-        if self.clips is None or (step % t.val_every and step != t.steps):
-            return {}
+            self.board.losses(step, means, {"g": g_eng.get_lr()[0], "d": d_eng.get_lr()[0]})
+
+    def validate(self, step: int, g_eng) -> dict[str, float]:
+        """Validate now (every rank: ZeRO-3 gathers G's weights); the metrics, also on TensorBoard."""
         flat, image = validate(g_eng.module, self.clips, self.cfg, g_eng.device,
-                               torch.bfloat16 if g_eng.bfloat16_enabled() else torch.float32, t.seed)
+                               torch.bfloat16 if g_eng.bfloat16_enabled() else torch.float32, self.cfg.train.seed)
         if self.board is not None:
             self.board.validation(step, flat, image)
         return flat

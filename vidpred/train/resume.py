@@ -17,14 +17,13 @@ dies and ``FailureConfig(max_failures)`` lets Ray restart the worker group. On t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from vidpred import config as config_mod
-from vidpred.config import Config, ConfigError, DataConfig, is_remote_uri
-from vidpred.train.checkpoint import META_FILE
+from vidpred.config import Config, ConfigError, DataConfig, is_remote_uri, remote_uri_problem
+from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, parse_meta, read_meta
 
 # Keys a resumed run must keep: the engines' shards are laid out by them (model shapes, ZeRO partitions per
 # worker, dtypes, where the optimizer state lives), and the data position counts per-worker batches.
@@ -36,6 +35,8 @@ def split_run(spec: str, storage: str) -> tuple[str, str]:
     """RUN → (storage_path, run name). A bare name is looked up under ``storage``."""
     if "://" not in spec and "/" not in spec and os.sep not in spec:
         return storage, spec
+    if is_remote_uri(spec) and (problem := remote_uri_problem(spec)):
+        raise ConfigError(f"--resume {spec}: {problem}")
     if not is_remote_uri(spec):
         spec = str(Path(spec.removeprefix("file://")).expanduser().resolve())
     spec = spec.rstrip("/")
@@ -47,7 +48,7 @@ def location(uri: str, data: DataConfig | None = None):
     """(path, pyarrow filesystem or None) for Ray Train: a remote URI goes through vidpred's own S3 resolver
     (``data.s3_endpoint`` or ``AWS_ENDPOINT_URL``, retries, checksums fit for S3-compatible servers)."""
     if not is_remote_uri(uri):
-        return uri, None
+        return str(Path(uri.removeprefix("file://")).expanduser().resolve()), None  # pyarrow wants it absolute
     from vidpred.data.sources import resolve
 
     fs, path = resolve(uri, data)
@@ -71,8 +72,29 @@ def latest_checkpoint(run_dir: str, data: DataConfig | None = None):
 
 def checkpoint_meta(ckpt) -> dict[str, Any]:
     """A checkpoint's meta.json (step, data position, config) read in place — the shards stay where they are."""
-    with ckpt.filesystem.open_input_stream(f"{ckpt.path.rstrip('/')}/{META_FILE}") as f:
-        return json.loads(f.read())
+    where = f"{ckpt.path.rstrip('/')}/{META_FILE}"
+    with ckpt.filesystem.open_input_stream(where) as f:
+        return parse_meta(f.read(), where)
+
+
+def require_checkpoint(uri: str, data: DataConfig | None = None) -> dict[str, Any]:
+    """The meta.json of the checkpoint at ``uri`` (local folder or s3://…); CheckpointError when there is
+    none, said before Ray starts or anything is written (``train.init_from``, ``vidpred export``)."""
+    import pyarrow.fs as pafs
+
+    from vidpred.data.sources import storage_error
+
+    if not is_remote_uri(uri):
+        return read_meta(uri.removeprefix("file://"))
+    path, fs = location(uri, data)
+    try:
+        found = fs.get_file_info(f"{path.rstrip('/')}/{META_FILE}").type == pafs.FileType.File
+        if found:
+            with fs.open_input_stream(f"{path.rstrip('/')}/{META_FILE}") as f:
+                return parse_meta(f.read(), f"{uri.rstrip('/')}/{META_FILE}")
+    except OSError as exc:
+        raise storage_error(uri, exc) from None
+    raise CheckpointError(f"{uri}: no {META_FILE} there; expected {EXPECTED}")
 
 
 def _get(raw: dict[str, Any], dotted: str) -> Any:

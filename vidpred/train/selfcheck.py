@@ -100,6 +100,7 @@ def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], ste
     import torch.distributed as dist
 
     from vidpred import config
+    from vidpred.model import as_floats
     from vidpred.train import checkpoint
     from vidpred.train.checkpoint import consolidated_state
     from vidpred.train.step import gan_step
@@ -113,8 +114,8 @@ def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], ste
         losses, g_after = [], []
         for step in range(steps):
             seed_noise(rank, step)
-            losses.append(gan_step(g_eng, d_eng, synthetic_batch(cfg, rank, step), cfg, step=step,
-                                   finite=poisoned(rank, nan_at, step)))
+            losses.append(as_floats(gan_step(g_eng, d_eng, synthetic_batch(cfg, rank, step), cfg, step=step,
+                                             finite=poisoned(rank, nan_at, step))))
             if nan_at:
                 g_after.append(consolidated_state(g_eng))
         results[name] = {"losses": losses, "g_initial": initial, "g_after": g_after, "grad_norms": norms,

@@ -1,6 +1,6 @@
 """One GAN step, readable top to bottom.
 
-The order is the one that survives ZeRO-2/3 with two engines (see STACK.md, DeepSpeed#4923/#3472):
+The order is the one that survives ZeRO-2/3 with two engines (measured with DeepSpeed 0.19.8; DeepSpeed#4923/#3472):
 one D forward per D backward on ``cat([real, fake.detach()])``; then G's loss goes through D's *raw
 module* with D's parameters frozen, never through D's engine. D is :class:`vidpred.model.Discriminators`:
 the frame and the clip discriminator in one module, so one engine and one optimizer serve both.
@@ -40,9 +40,11 @@ def all_finite(loss: torch.Tensor) -> bool:
 
 
 def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
-             finite: Callable[[torch.Tensor], bool] = all_finite) -> dict[str, float]:
-    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term, plus
-    ``skipped_d`` / ``skipped_g`` (1.0 when that engine's update was skipped for a non-finite loss).
+             finite: Callable[[torch.Tensor], bool] = all_finite) -> dict[str, torch.Tensor | float]:
+    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term as a detached 0-d
+    tensor on the engines' device (read them with :func:`vidpred.model.as_floats`: no host sync here beyond the
+    finiteness checks), plus ``skipped_d`` / ``skipped_g`` as floats (1.0 when that engine's update was
+    skipped for a non-finite loss).
 
     ``step`` (the optimizer step about to be taken) drives the KL annealing schedule; ``finite`` decides,
     identically on every rank, whether a loss may be back-propagated (default :func:`all_finite`).

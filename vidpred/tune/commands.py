@@ -18,7 +18,7 @@ def _tune(args: argparse.Namespace) -> int:
     from vidpred.tune.report import write_report
     from vidpred.tune.run import tune_experiment
 
-    run = tune_experiment(exp)
+    run = tune_experiment(exp, verbose=args.verbose)
     report = write_report(run, args.out)
     if not run.finished:
         print(f"[vidpred] experiment {run.path} interrupted; partial report in {report.out}. "
@@ -35,4 +35,6 @@ def add_parser(sub) -> None:
                    help="override one value of the base training config, e.g. --set train.steps=100 (repeatable)")
     t.add_argument("--out", help="report folder or s3:// URI (default: <storage>/<experiment>/report)")
     t.add_argument("--check", action="store_true", help="validate the experiment, print the base config, exit")
+    t.add_argument("--verbose", action="store_true",
+                   help="show Ray's and Tune's own output live (always in <experiment>/logs/ray.log)")
     t.set_defaults(func=_tune)

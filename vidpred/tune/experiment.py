@@ -7,7 +7,6 @@ Every mistake is a :class:`ConfigError` naming the field (``space.w_adv.low``, `
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import math
 from pathlib import Path
@@ -198,16 +197,16 @@ class Experiment(_Model):
         if self.base_config:
             raw = config_mod.read_yaml_mapping(Path(self.source_dir) / self.base_config, "base_config",
                                                "sections (data, model, loss, train)")
-        raw = _merge(raw, self.base)
+        raw = config_mod.lay_over(raw, self.base)
         res = self.resources.model_dump(exclude_none=True)
         if res:
-            raw = _merge(raw, {"train": res})
+            raw = config_mod.lay_over(raw, {"train": res})
         for assignment in self.overrides:
-            config_mod._set_dotted(raw, assignment)
+            raw = config_mod.lay_over(raw, config_mod.parse_assignment(assignment))
         return raw
 
     def trial_raw(self, weights: dict[str, float], **train: Any) -> dict[str, Any]:
-        return _merge(self.base_raw(), {"loss": dict(weights), "train": train})
+        return config_mod.lay_over(self.base_raw(), {"loss": dict(weights), "train": train})
 
     def trial_config(self, weights: dict[str, float], **train: Any) -> Config:
         try:
@@ -232,15 +231,6 @@ class Experiment(_Model):
         if self.searcher.kind == "optuna" and importlib.util.find_spec("optuna") is None:
             raise ConfigError("searcher.kind = 'optuna': Optuna is not installed; it is optional: "
                               "`pip install optuna` (TPE), or use searcher: random")
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """Nested mappings merged, ``top`` winning; the inputs are left untouched."""
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else copy.deepcopy(value)
-    return out
 
 
 def parse(raw: dict[str, Any], source_dir: str | Path = ".", overrides: list[str] | tuple[str, ...] = (),

@@ -9,7 +9,10 @@ of the held-out ``val`` split (``vidpred.train.monitor``). From those numbers ev
   (0 when as sharp as real frames; blur and GAN noise both raise it);
 * ``val_score`` (the default objective) = ``val_ssim_gain - sharpness_weight * val_sharpness_error``;
 * every loss term (``rec``, ``kl``, ``adv``, ``feat``, ``g_total``, ``d_loss``, per discriminator...), averaged over
-  the steps since the previous result (PBT: the interval's last step), and the weights ``w_*`` in force.
+  the steps since the previous result (PBT: the last logging interval), and the weights ``w_*`` in force.
+
+Training reports to Ray Train once per logging interval (and at checkpoints and validations), each report
+carrying its interval's mean losses and ``interval_steps``; the averages here weigh each report by that.
 """
 
 from __future__ import annotations
@@ -53,10 +56,11 @@ class ValidationReporter(TuneReportCallback):
         rank0 = metrics[0]
         if checkpoint is not None:
             self.checkpoint = storage_uri(self.storage, checkpoint.path)
-        self.count += 1
+        weight = float(rank0.get("interval_steps", 1))  # a report holds the means of that many steps
+        self.count += weight
         for key in LOSS_METRICS:
             if key in rank0:
-                self.sums[key] = self.sums.get(key, 0.0) + float(rank0[key])
+                self.sums[key] = self.sums.get(key, 0.0) + weight * float(rank0[key])
         if "val_psnr" not in rank0:
             return
         means = {key: total / self.count for key, total in self.sums.items()}

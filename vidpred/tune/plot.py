@@ -1,63 +1,49 @@
 """objective.png: the objective against each searched weight, one scatter panel per weight (log axis for a
-log-uniform weight), the best trial circled in red, trials ASHA stopped early hollow. PIL only, like
-vidpred eval's plot."""
+log-uniform weight), the best trial circled in red, trials ASHA stopped early hollow; matplotlib, with the
+figure setup of vidpred eval's plot (:func:`vidpred.eval.plot.new_figure`)."""
 
 from __future__ import annotations
 
 import math
 
-from PIL import Image, ImageDraw
+from vidpred.eval.plot import new_figure, png_bytes
 
-from vidpred.eval.plot import MARGIN, PANEL_H, PANEL_W, _nice_range
-
-DOT, BEST = (52, 110, 235), (220, 40, 40)
+DOT, BEST = "#346eeb", "#dc2828"
 
 
-def _panel(draw: ImageDraw.ImageDraw, left: int, top: int, title: str, points: list[tuple[float, float, bool]],
-           best: tuple[float, float] | None, log_x: bool, y_label: str) -> None:
-    """``points``: (weight, objective, ran the full budget)."""
-    fx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
-    xs, ys = [fx(x) for x, _, _ in points], [y for _, y, _ in points]
-    (xlo, xhi), (ylo, yhi) = _nice_range(xs), _nice_range(ys)
-    x0, y0, x1, y1 = left + MARGIN, top + 34, left + PANEL_W - 12, top + PANEL_H - 36
-
-    def xy(x: float, y: float) -> tuple[float, float]:
-        return x0 + (x1 - x0) * (fx(x) - xlo) / (xhi - xlo), y1 - (y1 - y0) * (y - ylo) / (yhi - ylo)
-
-    draw.text((x0, top + 8), title, fill=(0, 0, 0))
-    draw.rectangle([x0, y0, x1, y1], outline=(120, 120, 120))
-    for k in range(5):
-        y = y1 - (y1 - y0) * k / 4
-        draw.line([x0 - 4, y, x0, y], fill=(120, 120, 120))
-        draw.text((left + 4, y - 6), f"{ylo + (yhi - ylo) * k / 4:.3g}", fill=(60, 60, 60))
-        x = x0 + (x1 - x0) * k / 4
-        v = xlo + (xhi - xlo) * k / 4
-        draw.line([x, y1, x, y1 + 4], fill=(120, 120, 120))
-        draw.text((x - 14, y1 + 6), f"{10 ** v if log_x else v:.2g}", fill=(60, 60, 60))
-    draw.text(((x0 + x1) // 2 - 40, y1 + 20), y_label + (" (log x)" if log_x else ""), fill=(60, 60, 60))
-    for px, py, full in points:
-        x, y = xy(px, py)
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=DOT if full else None, outline=DOT)
-    if best is not None:
-        x, y = xy(*best)
-        draw.ellipse([x - 5, y - 5, x + 5, y + 5], outline=BEST, width=2)
-
-
-def objective_plot(rows: list[dict], weights: dict[str, bool], metric: str) -> Image.Image:
-    """``rows``: one dict per trial (weights and ``metric``), best first; ``weights``: name → log axis."""
+def objective_plot(rows: list[dict], weights: dict[str, bool], metric: str) -> bytes:
+    """PNG. ``rows``: one dict per trial (weights and ``metric``), best first; ``weights``: name → log axis."""
     scored = [r for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
     cols = 2 if len(weights) > 1 else 1
-    nrows = max(math.ceil(len(weights) / cols), 1)
-    image = Image.new("RGB", (cols * PANEL_W, nrows * PANEL_H), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    for i, (name, log_x) in enumerate(weights.items()):
+    fig, axes = new_figure(cols, max(math.ceil(len(weights) / cols), 1))
+    for ax in axes[len(weights):]:
+        ax.set_visible(False)
+    for ax, (name, log_x) in zip(axes, weights.items()):
         points = [(float(r[name]), float(r[metric]), r.get("status") != "stopped")
-                  for r in scored if r.get(name) is not None]
+                  for r in scored if r.get(name) is not None and (not log_x or float(r[name]) > 0)]
+        ax.set_title(f"{metric} vs {name} ({len(points)} trials)")
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric)
         if log_x:
-            points = [p for p in points if p[0] > 0]
+            ax.set_xscale("log")
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.grid(True, alpha=0.3)
         if not points:
+            ax.text(0.5, 0.5, "no trial reported it", ha="center", va="center", transform=ax.transAxes)
             continue
-        best = (float(scored[0][name]), float(scored[0][metric])) if scored[0].get(name) is not None else None
-        _panel(draw, (i % cols) * PANEL_W, (i // cols) * PANEL_H, f"{metric} vs {name} ({len(points)} trials)",
-               points, best, log_x, name)
-    return image
+        for full, label, face in ((True, "ran the full budget", DOT), (False, "stopped early", "none")):
+            chosen = [(x, y) for x, y, f in points if f is full]
+            if chosen:
+                ax.scatter(*zip(*chosen), s=28, facecolors=face, edgecolors=DOT, label=label)
+        best = scored[0] if scored else None
+        if best is not None and best.get(name) is not None:
+            ax.scatter([float(best[name])], [float(best[metric])], s=110, facecolors="none", edgecolors=BEST,
+                       linewidths=2, label="best")
+    handles = {}
+    for ax in axes:  # one legend for the figure, under the panels, where it covers no point
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=len(handles),
+                   fontsize="small")
+    return png_bytes(fig)

@@ -124,10 +124,8 @@ def write_report(run, out: str | None = None) -> Report:
                    "value": best[metric], "step": best["step"], "weights": {k: best[k] for k in exp.space},
                    "schedule": json.loads(best["schedule"]), "checkpoint_path": best["checkpoint_path"]}
         files["summary.json"] = json.dumps(summary, indent=1).encode()
-    png = io.BytesIO()
     searched = {k: d.dist == "loguniform" for k, d in exp.space.items() if d.searched}
-    objective_plot(rows, searched, metric).save(png, format="PNG")
-    files["objective.png"] = png.getvalue()
+    files["objective.png"] = objective_plot(rows, searched, metric)
     paths = {}
     for name, data in files.items():
         paths[name] = join(out, name)

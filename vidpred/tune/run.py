@@ -22,7 +22,8 @@ from ray.tune import Callback
 from vidpred.config import Config, ConfigError, is_remote_uri
 from vidpred.data.report import training_summary
 from vidpred.data.sources import exists, join, read_bytes, write_bytes
-from vidpred.train.launch import DECODE_TASK_CPUS, dataset_root, init_ray
+from vidpred.console import RayOutput
+from vidpred.train.launch import DECODE_TASK_CPUS, dataset_root, init_ray, log_file
 from vidpred.tune.experiment import Experiment
 from vidpred.tune.trial import PBT_CLOCK, run_trial
 
@@ -138,8 +139,9 @@ def _same_experiment(exp: Experiment, path: str, cfg: Config) -> None:
                           f"afresh, give the experiment a new name")
 
 
-def tune_experiment(exp: Experiment) -> TuneRun:
-    """Run (or continue) the experiment; returns its results."""
+def tune_experiment(exp: Experiment, verbose: bool = False) -> TuneRun:
+    """Run (or continue) the experiment; returns its results. The console shows vidpred's lines (one per
+    finished trial); Ray's and Tune's own output goes to ``<experiment>/logs/ray.log`` (``verbose``: live too)."""
     exp.check_searcher_installed()
     cfg = exp.base_training()
     root = dataset_root(cfg)
@@ -149,7 +151,16 @@ def tune_experiment(exp: Experiment) -> TuneRun:
                           "is a validation metric on held-out clips")
     storage = storage_of(exp, cfg)
     path = join(storage, exp.name)
-    start_ray()
+    logs = log_file(cfg, storage, exp.name)
+    with RayOutput(logs, verbose) as output:
+        start_ray()
+        output.attach()
+        print(f"[vidpred] Ray's and Tune's own output: {logs}" + ("" if verbose else " (--verbose shows it here)"),
+              flush=True)
+        return _tune(exp, cfg, root, data, storage, path, verbose)
+
+
+def _tune(exp: Experiment, cfg: Config, root: str, data, storage: str, path: str, verbose: bool) -> TuneRun:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, exp=exp, root=root, data=data, storage=storage), TRIAL_ACTOR)
     if tune.Tuner.can_restore(path):
@@ -159,13 +170,13 @@ def tune_experiment(exp: Experiment) -> TuneRun:
     else:
         write_bytes(join(path, EXPERIMENT_COPY),
                     yaml.safe_dump(exp.model_dump(mode="json", exclude={"source_dir"})).encode(), cfg.data)
-        tuner = new_tuner(exp, cfg, trainable, storage)
+        tuner = new_tuner(exp, cfg, trainable, storage, verbose)
     grid = tuner.fit()
     finished = grid.num_terminated + grid.num_errors >= exp.num_samples  # else interrupted (Ctrl-C, SIGTERM)
     return TuneRun(exp=exp, cfg=cfg, storage=storage, grid=grid, finished=finished)
 
 
-def new_tuner(exp: Experiment, cfg: Config, trainable, storage: str):
+def new_tuner(exp: Experiment, cfg: Config, trainable, storage: str, verbose: bool = False):
     n = concurrency(exp, cfg)
     if exp.scheduler.kind == "pbt" and exp.num_samples > n:
         raise ConfigError(f"num_samples = {exp.num_samples}: PBT's population must run at once, and "
@@ -179,7 +190,8 @@ def new_tuner(exp: Experiment, cfg: Config, trainable, storage: str):
                                     scheduler=scheduler_of(exp, cfg), search_alg=searcher_of(exp, n),
                                     num_samples=exp.num_samples,
                                     max_concurrent_trials=None if exp.searcher.kind == "random" else n),
-        run_config=tune.RunConfig(name=exp.name, storage_path=storage, verbose=1, callbacks=[Progress(exp)],
+        run_config=tune.RunConfig(name=exp.name, storage_path=storage, verbose=1 if verbose else 0,
+                                  callbacks=[Progress(exp)],
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
 
 
@@ -195,3 +207,7 @@ class Progress(Callback):
         value = f"{r[objective]:.4f}" if isinstance(r.get(objective), float) else "-"
         print(f"[vidpred] trial {trial.trial_id} finished at step {r.get('step', '-')}: {objective}={value} {weights}",
               flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"[vidpred] trial {trial.trial_id} failed at step {(trial.last_result or {}).get('step', '-')}: "
+              f"{getattr(trial, 'error_file', None) or 'see the log file above'}", flush=True)

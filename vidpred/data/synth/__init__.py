@@ -44,7 +44,7 @@ import numpy as np
 
 from .scene import _Scene
 
-__all__ = ["parse_size", "render_frames", "render_clip", "synth_dataset"]
+__all__ = ["check_arguments", "parse_size", "render_frames", "render_clip", "synth_dataset"]
 
 PRESET = "superfast"   # veryfast: ~35% smaller files, but only ~1.3x real time at 720p on one busy core
 CRF = 23
@@ -167,6 +167,22 @@ def _clip_seed(seed: int, split: str, i: int) -> int:
     return int(state[0])
 
 
+def check_arguments(clips: int, seconds: float, fps: int, size: tuple[int, int] | str, seed: int,
+                    val_fraction: float = 0.25) -> tuple[int, int, int, int]:
+    """(width, height, fps, frames per clip) of a synthetic set, or ValueError whose message starts with the
+    argument's name (``clips must be ...``), before anything is rendered or written."""
+    W, H = _check_size(size)
+    fps = _check_fps(fps)
+    n = _n_frames(seconds, fps)
+    if isinstance(clips, bool) or not isinstance(clips, (int, np.integer)) or clips < 1:
+        raise ValueError(f"clips must be a positive integer, got {clips!r}")
+    if not (0 <= val_fraction <= 1):
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return W, H, fps, n
+
+
 def synth_dataset(out: str | Path, clips: int = 8, seconds: float = 4.0, fps: int = 30,
                   size: tuple[int, int] = (1280, 720), seed: int = 0, val_fraction: float = 0.25,
                   progress: Callable[[str], None] | None = None) -> list[Path]:
@@ -177,15 +193,7 @@ def synth_dataset(out: str | Path, clips: int = 8, seconds: float = 4.0, fps: in
     the asked size, frame rate and frame count is skipped, any other file at its name is replaced.
     Clip ``i`` of a split depends only on (``seed``, split, ``i``), so reruns give the same tree.
     """
-    W, H = _check_size(size)
-    fps = _check_fps(fps)
-    n = _n_frames(seconds, fps)
-    if isinstance(clips, bool) or not isinstance(clips, (int, np.integer)) or clips < 1:
-        raise ValueError(f"clips must be a positive integer, got {clips!r}")
-    if not (0 <= val_fraction <= 1):
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    W, H, fps, n = check_arguments(clips, seconds, fps, size, seed, val_fraction)
     out = Path(out)
     ids = _clip_ids(int(clips), val_fraction, int(seed))
     total = sum(len(v) for v in ids.values())
