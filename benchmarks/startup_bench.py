@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                     load = os.getloadavg()[0]
                     result = run_train(root, cache, name, child_env(args.code, extra), args.timeout, log)
                     rows.append({"where": place, "videos": n, "run": run, "root": root, "tag": args.tag,
+                                 "code": str(args.code),
                                  "load_before": round(load, 2), **setup, **result})
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
             if server is not None:
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"goal: {r['where']} 100K warm to step 1 in {r['first_step_s']:.1f} s "
               f"({'met' if r['first_step_s'] < GOAL_S else 'missed'}: under {GOAL_S:.0f} s)")
     result = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "video_size": args.video_size,
-              "sources": args.sources, "code": str(args.code), "goal_s": GOAL_S, "runs": rows}
+              "sources": args.sources, "goal_s": GOAL_S, "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.exists():  # runs of other sizes/places measured earlier stay, the ones measured now replace them
         old = json.loads(args.out.read_text()).get("runs", [])
