@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vidpred.config import Config, ModelConfig, UserError
+from vidpred.config import Config, DataConfig, ModelConfig, UserError, is_remote_uri
 
 TAG = "state"
 GENERATOR_FILE = "generator.pt"
@@ -31,6 +31,17 @@ EXPECTED = ("a checkpoint folder as vidpred train writes it (<storage>/<run>/che
 class CheckpointError(UserError):
     """A path given as a checkpoint is not one vidpred can read; the message names it and what is expected."""
 
+
+
+def location(uri: str, data: DataConfig | None = None):
+    """(path, pyarrow filesystem or None) for Ray Train: a remote URI goes through vidpred's own S3 resolver
+    (``data.s3_endpoint`` or ``AWS_ENDPOINT_URL``, retries, checksums fit for S3-compatible servers)."""
+    if not is_remote_uri(uri):
+        return str(Path(uri.removeprefix("file://")).expanduser().resolve()), None  # pyarrow wants it absolute
+    from vidpred.data.sources import resolve
+
+    fs, path = resolve(uri, data)
+    return path, fs
 
 def atomic_write_bytes(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers see all of it or nothing."""

@@ -44,7 +44,6 @@ from vidpred.model import Discriminators, Generator, as_floats, count_parameters
 from vidpred.train import checkpoint, faults
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
-from vidpred.train.resume import location
 from vidpred.train.step import gan_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
@@ -145,7 +144,7 @@ class Trainer:
     def restore(self) -> None:
         ckpt = ray.train.get_checkpoint()
         if ckpt is None and self.cfg.train.init_from:  # the run's own checkpoints win (a restart resumes them)
-            path, fs = location(self.cfg.train.init_from, self.cfg.data)  # s3:// with data.s3_endpoint, as the data
+            path, fs = checkpoint.location(self.cfg.train.init_from, self.cfg.data)  # s3:// with data.s3_endpoint, as the data
             self.nonfinite.load(self.load(ray.train.Checkpoint(path, filesystem=fs)))
             self.log(f"started from {self.cfg.train.init_from} at step {self.step}")  # its data position is not ours
         elif ckpt is not None:

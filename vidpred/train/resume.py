@@ -23,7 +23,7 @@ from typing import Any
 
 from vidpred import config as config_mod
 from vidpred.config import Config, ConfigError, DataConfig, is_remote_uri, remote_uri_problem
-from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, parse_meta, read_meta
+from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, location, parse_meta, read_meta
 
 # Keys a resumed run must keep: the engines' shards are laid out by them (model shapes, ZeRO partitions per
 # worker, dtypes, where the optimizer state lives), and the data position counts per-worker batches.
@@ -42,17 +42,6 @@ def split_run(spec: str, storage: str) -> tuple[str, str]:
     spec = spec.rstrip("/")
     parent, _, name = spec.rpartition("/")
     return parent, name
-
-
-def location(uri: str, data: DataConfig | None = None):
-    """(path, pyarrow filesystem or None) for Ray Train: a remote URI goes through vidpred's own S3 resolver
-    (``data.s3_endpoint`` or ``AWS_ENDPOINT_URL``, retries, checksums fit for S3-compatible servers)."""
-    if not is_remote_uri(uri):
-        return str(Path(uri.removeprefix("file://")).expanduser().resolve()), None  # pyarrow wants it absolute
-    from vidpred.data.sources import resolve
-
-    fs, path = resolve(uri, data)
-    return path, fs
 
 
 def latest_checkpoint(run_dir: str, data: DataConfig | None = None):
