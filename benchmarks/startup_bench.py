@@ -134,15 +134,17 @@ class DriverMemory:
         self._thread.join()
 
 
-def run_train(root: str, cache: Path, name: str, env: dict, timeout: float, log: Path) -> dict:
-    """One ``vidpred train`` of one step; the moments it printed its milestones, its driver's memory."""
+def run_train(root: str, cache: Path, name: str, env: dict, timeout: float, log: Path, code: Path) -> dict:
+    """One ``vidpred train`` of one step, run in ``code`` (Ray puts the driver's working directory first on
+    its workers' path: from elsewhere they would import that directory's vidpred, not the driver's); the
+    moments it printed its milestones, its driver's memory."""
     command = ["vidpred", "train", "--set", f"data.uri={root}", "--set", f"data.cache_dir={cache}",
                "--set", "train.steps=1", "--set", "train.log_every=1", "--set", "train.val_every=1000",
                "--set", "train.checkpoint_every=1", "--set", "train.tensorboard=false",
                "--set", f"train.name={name}", "--set", f"train.storage_path={cache / 'runs'}"]
     started = time.perf_counter()
     proc = subprocess.Popen(["nice", "-n", "19", *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env, text=True, errors="replace", start_new_session=True)
+                            env=env, cwd=code, text=True, errors="replace", start_new_session=True)
     memory = DriverMemory(proc.pid)
     out: dict = {"command": " ".join(command)}
     killer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))  # the run and the Ray it started
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                     log = args.work / f"{name}.log"
                     print(f"[bench] {place} {n:,} videos, {run} run → {log}", flush=True)
                     load = os.getloadavg()[0]
-                    result = run_train(root, cache, name, child_env(args.code, extra), args.timeout, log)
+                    result = run_train(root, cache, name, child_env(args.code, extra), args.timeout, log, args.code)
                     rows.append({"where": place, "videos": n, "run": run, "root": root, "tag": args.tag,
                                  "code": str(args.code),
                                  "load_before": round(load, 2), **setup, **result})
