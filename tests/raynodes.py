@@ -11,11 +11,6 @@ import time
 from pathlib import Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def token_auth(env: dict) -> None:
     """Token authentication on, as Ray 2.60 does by default: the nodes and their clients share a fresh token

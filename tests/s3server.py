@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from vidpred.net import free_port
+
 ACCESS_KEY, SECRET_KEY = "vidpredtestkey", "vidpredtestsecret"  # test-only identity of this private server
 _PORTS = ("s3", "s3.port.grpc", "master", "master.port.grpc", "volume", "volume.port.grpc", "filer",
           "filer.port.grpc", "admin", "admin.port.grpc")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def weed_binary() -> str:
@@ -39,7 +35,7 @@ def weed_binary() -> str:
 class SeaweedFS:
     def __init__(self, root: Path):
         self.root = root
-        self.ports = {name: _free_port() for name in _PORTS}
+        self.ports = {name: free_port() for name in _PORTS}
         self.proc: subprocess.Popen | None = None
         (root / "ids.json").write_text(json.dumps({"identities": [{
             "name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
@@ -126,10 +122,10 @@ def s3_server(tmp_path_factory):
 @pytest.fixture
 def s3_env(s3_server, monkeypatch):
     """The standard AWS variables pointed at the test server, and fresh pyarrow S3 filesystems."""
-    from vidpred.data import sources
+    from vidpred import storage
 
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
-    sources.clear_filesystems()
+    storage.clear_filesystems()
     yield s3_server
-    sources.clear_filesystems()
+    storage.clear_filesystems()

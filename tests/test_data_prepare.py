@@ -11,7 +11,8 @@ from vidpred.data.pipeline import build_dataset, video_clips
 from vidpred.data.prepare import prepare
 from vidpred.data.prepared import MANIFEST, target_uri
 from vidpred.data.report import survey
-from vidpred.data.sources import DataError, read_bytes
+from vidpred.data.sources import DataError
+from vidpred.storage import read_bytes
 
 from videos import encode, make_broken_videos, packaged_video, seconds
 

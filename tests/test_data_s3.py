@@ -14,7 +14,8 @@ from vidpred.config import DataConfig
 from vidpred.data.decode import READ_BUFFER, decode_frames
 from vidpred.data.pipeline import video_clips
 from vidpred.data.report import survey
-from vidpred.data.sources import DataError, check_root, list_videos, open_input
+from vidpred.data.sources import DataError, check_root, list_videos
+from vidpred.storage import open_input
 from vidpred.data import upload as upload_mod
 from vidpred.data.upload import existing_objects, incomplete_uploads, s3_etag, upload
 
@@ -92,10 +93,10 @@ def test_errors_name_the_uri_and_never_the_secret(s3_env, monkeypatch):
 
     wrong = "wrong-secret-0123456789"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
-    from vidpred.data import sources
+    from vidpred import storage
 
-    sources.clear_filesystems()
-    with pytest.raises(DataError) as err:
+    storage.clear_filesystems()
+    with pytest.raises(storage.StorageError) as err:
         survey(DataConfig(), f"s3://{bucket}/data")
     message = str(err.value)
     assert message.startswith(f"s3://{bucket}/data: access refused") and "credentials" in message

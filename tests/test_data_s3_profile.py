@@ -8,9 +8,10 @@ import boto3
 import numpy as np
 import pytest
 
-from vidpred.data import sources
+from vidpred import storage
 from vidpred.data.decode import decode_frames
-from vidpred.data.sources import DataError, list_videos, open_input
+from vidpred.data.sources import list_videos
+from vidpred.storage import StorageError, open_input
 from vidpred.data.upload import upload
 
 from s3server import ACCESS_KEY, SECRET_KEY
@@ -33,9 +34,9 @@ def profile_env(s3_server, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_PROFILE", PROFILE)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it cached the config files read before
-    sources.clear_filesystems()
+    storage.clear_filesystems()
     yield s3_server
-    sources.clear_filesystems()
+    storage.clear_filesystems()
 
 
 def test_a_profile_alone_serves_boto3_upload_and_pyarrow_reads(profile_env, tmp_path):
@@ -58,7 +59,7 @@ def test_a_profile_alone_serves_boto3_upload_and_pyarrow_reads(profile_env, tmp_
 
 def test_a_profile_that_does_not_exist_is_named(profile_env, monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
-    with pytest.raises(DataError, match=r"AWS shared config: .*\(no-such-profile\) could not be found"):
+    with pytest.raises(StorageError, match=r"AWS shared config: .*\(no-such-profile\) could not be found"):
         list_videos("s3://profile-only/bdd", "train")
 
 
@@ -80,11 +81,11 @@ def test_web_identity_setup_needs_no_static_keys_from_vidpred(tmp_path, monkeypa
     listener = socket.create_server(("127.0.0.1", 0))
     endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    sources.clear_filesystems()
-    sources.check_reachable.cache_clear()
+    storage.clear_filesystems()
+    storage.check_reachable.cache_clear()
     try:
-        assert sources.resolve("s3://irsa-bucket/bdd")[1] == "irsa-bucket/bdd"
+        assert storage.resolve("s3://irsa-bucket/bdd")[1] == "irsa-bucket/bdd"
         assert s3_client(DataConfig()).meta.endpoint_url == endpoint
     finally:
-        sources.clear_filesystems()
+        storage.clear_filesystems()
         listener.close()

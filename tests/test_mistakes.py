@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -30,18 +29,11 @@ from vidpred.data.probe import Reason, Skip, VideoInfo
 from vidpred.data.report import survey
 from vidpred.data.synth import render_clip, synth_dataset
 from vidpred.model import Generator
+from vidpred.net import free_port
 from vidpred.train.checkpoint import GENERATOR_FILE, META_FILE, TAG
 from vidpred.train.export import export
 
 from videos import cut, encode, make_broken_videos, noisy_frame, seconds
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 DEAD = f"http://127.0.0.1:{free_port()}"
 
@@ -344,11 +336,11 @@ def test_a_dumped_config_takes_a_new_model_size_whole(tmp_path):
 
 
 def test_dead_storage_is_named_and_not_retried(capsys):
-    from vidpred.data.sources import DataError, check_reachable
+    from vidpred.storage import StorageError, check_reachable
 
     check_reachable.cache_clear()
     started = time.monotonic()
-    with pytest.raises(DataError, match="connection refused .*not retried"):
+    with pytest.raises(StorageError, match="connection refused .*not retried"):
         check_reachable(DEAD, None)
     assert time.monotonic() - started < 1
 

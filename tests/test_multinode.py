@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from vidpred.net import free_port
 from conftest import TINY_RUN
-from raynodes import free_port, head_logs, start_node, stop_group, token_auth, wait_for_port
+from raynodes import head_logs, start_node, stop_group, token_auth, wait_for_port
 
 pytestmark = pytest.mark.slow
 

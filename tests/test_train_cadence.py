@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 COUNTER = textwrap.dedent("""
     import json, sys
     from ray.train import UserCallback
-    from vidpred import config
+    from vidpred import config, storage
     from vidpred.data.report import training_summary
     from vidpred.train import launch
 
@@ -40,7 +40,7 @@ COUNTER = textwrap.dedent("""
     root = launch.dataset_root(cfg)
     data = training_summary(cfg.data, root)
     launch.init_ray()
-    launch.trainer_for(cfg, root, launch.run_name(cfg), launch.storage_path(cfg), data,
+    launch.trainer_for(cfg, root, launch.run_name(cfg), storage.storage_path(cfg), data,
                        callbacks=[Reports(sys.argv[1])]).fit()
 """)
 

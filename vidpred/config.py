@@ -521,13 +521,24 @@ def read_yaml_mapping(path: str | os.PathLike, flag: str, of: str = "keys") -> d
     return loaded or {}
 
 
-def load(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
-         base: dict[str, Any] | None = None) -> Config:
-    """Defaults < ``base`` (plain data, e.g. a checkpoint's config; left unchanged) < YAML file <
-    ``section.key=value`` overrides, one after the other; validated."""
+def layered(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+            base: dict[str, Any] | None = None, layers: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+            label: str = "--config") -> dict[str, Any]:
+    """The raw config, each source laid over the ones before it (:func:`lay_over`): ``base`` (plain data,
+    e.g. a checkpoint's config; left unchanged) < the YAML file at ``path`` (named ``label`` in messages) <
+    each of ``layers`` (mappings of sections) < ``section.key=value`` ``overrides``. Not validated: the
+    defaults fill what is missing in :func:`validate`."""
     raw = copy.deepcopy(base or {})
     if path:
-        raw = lay_over(raw, read_yaml_mapping(path, "--config", f"sections ({', '.join(Config.model_fields)})"))
+        raw = lay_over(raw, read_yaml_mapping(path, label, f"sections ({', '.join(Config.model_fields)})"))
+    for layer in layers:
+        raw = lay_over(raw, layer)
     for assignment in overrides:
         raw = lay_over(raw, parse_assignment(assignment))
-    return validate(raw)
+    return raw
+
+
+def load(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+         base: dict[str, Any] | None = None) -> Config:
+    """Defaults < ``base`` < YAML file < ``section.key=value`` overrides (:func:`layered`); validated."""
+    return validate(layered(path, overrides, base))

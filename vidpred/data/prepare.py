@@ -24,7 +24,8 @@ from vidpred.data.pipeline import frames_of
 from vidpred.data.prepared import MANIFEST, frame_count, manifest_for, target_uri, write_frames
 from vidpred.data.probe import Reason, Skip, VideoInfo, clip_count
 from vidpred.data.report import survey
-from vidpred.data.sources import SPLITS, DataError, join, resolve, write_bytes
+from vidpred.data.sources import SPLITS, DataError
+from vidpred.storage import join, resolve, write_bytes
 
 
 class PrepareOne:

@@ -9,7 +9,7 @@ Layout (local directory or S3 prefix), the raw tree's shape so every tool lists 
 Frames, not clips, are stored: windows overlap (an 8-frame clip every 4 frames stores each frame twice) and
 cutting them is free at read time, so ``context``, ``future`` and ``stride`` can change without preparing
 again; ``fps``, ``height`` and ``width`` cannot, and a mismatch is refused. Why Parquet + LZ4 and not
-H.264 or NPZ: docs/data.md (measured: lossless, 15-40x faster to read than H.264, about the raw size).
+H.264 or NPZ: lossless, many times faster to read than H.264, about the raw size (figures in docs/data.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vidpred.config import DataConfig
-from vidpred.data.sources import PREPARED_SUFFIX, DataError, atomic_output, join, open_input, read_bytes, resolve
+from vidpred.data.sources import PREPARED_SUFFIX, DataError
+from vidpred.storage import atomic_output, join, open_input, read_bytes, resolve
 
 FORMAT = "vidpred-prepared/1"
 MANIFEST = "prepared.json"

@@ -1,7 +1,7 @@
 """The probe index: what probing found about each file of a dataset, kept between runs.
 
-Probing every video before training (``report.survey``) costs ~6 ms per small video on a 2-core machine, and
-BDD100K has 80,000 train+val videos: ~10 minutes before every run. A dataset does not change between most
+Probing every video before training (``report.survey``) opens each one, and BDD100K has 80,000 train+val
+videos: minutes before every run (docs/data.md, "Start-up at scale"). A dataset does not change between most
 runs, so the survey keeps, per dataset root, what each probe found that depends only on the file's bytes
 (:class:`~vidpred.data.probe.Facts`, or a skip whose reason is one of ``probe.CONTENT_REASONS``) together with
 the file's size and modification time as the listing shows them (on S3: the object's LastModified, which
@@ -40,7 +40,7 @@ from typing import Any
 
 from vidpred.config import DataConfig, is_remote_uri
 from vidpred.data.probe import CONTENT_REASONS, Facts, Reason, Skip
-from vidpred.data.sources import Listed, S3Settings, join, read_bytes, s3_endpoint_and_region, write_bytes
+from vidpred.storage import Listed, S3Settings, join, read_bytes, s3_endpoint_and_region, write_bytes
 
 FORMAT = 1
 FOLDER = "probe-index"   # under data.cache_dir unless data.probe_index_dir is set

@@ -21,8 +21,8 @@ from vidpred.config import DataConfig
 from vidpred.data.prepared import read_manifest
 from vidpred.data.probe import Facts, Reason, Skip, VideoInfo, clip_count, judge, probe_facts, probe_info
 from vidpred.data.probe_index import MISS, ProbeIndex
-from vidpred.data.sources import (VIDEO_SUFFIXES, DataError, Listed, VideoFile, atomic_output, check_root, join,
-                                  list_entries, list_files)
+from vidpred.data.sources import VIDEO_SUFFIXES, DataError, VideoFile, check_root
+from vidpred.storage import Listed, atomic_output, join, list_entries, list_files
 
 EXPECTED_SPLITS = ("train", "val")  # reported when missing; ``test`` is optional
 RUN_SPLITS = ("train", "val")       # what a training run probes: it trains on train and validates on val
@@ -90,7 +90,7 @@ class DataSummary:
 
     def json_chunks(self) -> Iterator[str]:
         """``to_dict`` as JSON text, piece by piece, a line per skipped file and per video: written this way
-        a 100,000-video account never exists whole as one dict, string and bytes (+170 MB in the driver)."""
+        a 100,000-video account never exists whole as one dict, one string and its bytes in the driver."""
         yield json.dumps(self._head(), indent=1)[:-2]   # without the closing "\n}"
         for key, rows in self._rows().items():
             yield f',\n "{key}": ['
@@ -135,7 +135,7 @@ class _Job:
 
 def in_order(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
     """``pool.map(fn, items)`` with at most ``ahead`` calls submitted beyond the one awaited: ``pool.map``
-    submits every item at once, and 100,000 futures held 166 MB of the driver for the whole survey."""
+    submits every item at once, and a future per file held the driver's memory for the whole survey."""
     pending: deque = deque()
     for item in items:
         pending.append(pool.submit(fn, item))

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidpred.config import DataConfig
-from vidpred.data.sources import DataError, S3Settings, check_reachable, s3_endpoint_and_region, storage_error
+from vidpred.data.sources import DataError
+from vidpred.storage import S3Settings, check_reachable, s3_endpoint_and_region, storage_error
 
 MIB = 1 << 20
 

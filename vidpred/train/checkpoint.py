@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from vidpred.config import Config, DataConfig, ModelConfig, UserError, is_remote_uri
+from vidpred.config import Config, ModelConfig, UserError
+from vidpred.storage import atomic_write
 
 TAG = "state"
 GENERATOR_FILE = "generator.pt"
@@ -31,30 +32,6 @@ EXPECTED = ("a checkpoint folder as vidpred train writes it (<storage>/<run>/che
 class CheckpointError(UserError):
     """A path given as a checkpoint is not one vidpred can read; the message names it and what is expected."""
 
-
-
-def location(uri: str, data: DataConfig | None = None):
-    """(path, pyarrow filesystem or None) for Ray Train: a remote URI goes through vidpred's own S3 resolver
-    (``data.s3_endpoint`` or ``AWS_ENDPOINT_URL``, retries, checksums fit for S3-compatible servers)."""
-    if not is_remote_uri(uri):
-        return str(Path(uri.removeprefix("file://")).expanduser().resolve()), None  # pyarrow wants it absolute
-    from vidpred.data.sources import resolve
-
-    fs, path = resolve(uri, data)
-    return path, fs
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def consolidated_state(engine) -> dict[str, torch.Tensor]:
@@ -82,9 +59,9 @@ def save(g_eng, d_eng, step: int, cfg: Config, rank: int,
     d_eng.save_checkpoint(str(root / "d"), tag=TAG, client_state=state)
     generator = consolidated_state(g_eng)
     if rank == 0:
-        atomic_write_bytes(root / GENERATOR_FILE, lambda p: torch.save(generator, p))
+        atomic_write(root / GENERATOR_FILE, lambda p: torch.save(generator, p))
         meta = {**state, "config": cfg.model_dump(mode="json")}
-        atomic_write_bytes(root / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+        atomic_write(root / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return tmp
 
 

@@ -11,6 +11,16 @@ from vidpred.config import Config
 
 
 DS_BUCKET_ELEMENTS = int(5e8)  # DeepSpeed's default reduce_bucket_size / allgather_bucket_size
+
+
+def bucket_elements(n_params: int) -> int:
+    """The reduce and all-gather bucket size vidpred gives DeepSpeed for a module of ``n_params``: DeepSpeed
+    allocates its gradient-reduction bucket at the full size (default 5e8 elements, 2 GB in fp32) whatever
+    the model, so it is capped at the module's parameter count (vidpred plan counts the same). Results do
+    not change: every gradient element is reduced once, whatever the bucket."""
+    return min(DS_BUCKET_ELEMENTS, n_params)
+
+
 # On CPU workers (gloo): no copy of every gradient into a contiguous bucket (it buys GPUs less fragmentation,
 # on a CPU it is one more pass over all gradients), and all-reduce rather than reduce-scatter, which gloo
 # lacks (DeepSpeed falls back to one reduce per rank). Measured by benchmarks/zero_bench.py (docs/training.md).
@@ -40,12 +50,8 @@ def _engine(module: torch.nn.Module, lr: float, cfg: Config):
     # betas (0.5, 0.999): the usual GAN choice; a client torch optimizer works at every ZeRO stage.
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=0.0)
     config = ds_config(cfg)
-    # DeepSpeed allocates its gradient-reduction bucket at the full reduce_bucket_size (default 5e8 elements,
-    # 2 GB in fp32) whatever the model's size; capped at the module's parameter count, as vidpred plan
-    # counts it. Results do not change: every gradient element is reduced once, whatever the bucket.
-    n_params = sum(p.numel() for p in module.parameters())
-    config["zero_optimization"].update(reduce_bucket_size=min(DS_BUCKET_ELEMENTS, n_params),
-                                       allgather_bucket_size=min(DS_BUCKET_ELEMENTS, n_params))
+    bucket = bucket_elements(sum(p.numel() for p in module.parameters()))
+    config["zero_optimization"].update(reduce_bucket_size=bucket, allgather_bucket_size=bucket)
     engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, config=config)
     return engine
 

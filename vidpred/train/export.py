@@ -15,8 +15,9 @@ import torch
 
 from vidpred import console
 from vidpred.config import DataConfig, ModelConfig
+from vidpred.storage import atomic_write, location
 from vidpred.train.checkpoint import (EXPORT_FORMAT, GENERATOR_FILE, META_FILE, TAG, CheckpointError,
-                                      atomic_write_bytes, inside_checkpoint, read_meta)
+                                      inside_checkpoint, read_meta)
 
 FORMAT = EXPORT_FORMAT
 
@@ -48,7 +49,7 @@ def export(checkpoint: str, out: str | os.PathLike, data: DataConfig | None = No
     always, one inside a checkpoint: an export written over ``generator.pt`` would destroy it."""
     from ray.train import Checkpoint
 
-    from vidpred.train.resume import location, require_checkpoint
+    from vidpred.train.resume import require_checkpoint
 
     if (holder := inside_checkpoint(out)) is not None:
         raise CheckpointError(f"OUT {str(out)!r}: lies inside the checkpoint {holder}; vidpred never writes into "
@@ -60,7 +61,7 @@ def export(checkpoint: str, out: str | os.PathLike, data: DataConfig | None = No
         meta = read_meta(directory)
         payload = {"format": FORMAT, "step": meta["step"], "config": meta["config"],
                    "state_dict": fp32_generator_state(directory)}
-    atomic_write_bytes(out, lambda p: torch.save(payload, p))
+    atomic_write(out, lambda p: torch.save(payload, p))
     return out
 
 

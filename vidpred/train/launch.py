@@ -7,6 +7,7 @@ always have a CPU left: on a 2-core box whole-CPU workers starve the data pipeli
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from vidpred.config import Config, ConfigError, UserError, is_remote_uri
 from vidpred.console import RayOutput
 from vidpred.data.pipeline import build_dataset
 from vidpred.data.report import DataSummary, finish_run_summary, start_skip_log, training_summary
-from vidpred.data.sources import join, list_videos
+from vidpred.data.sources import list_videos
+from vidpred.storage import as_uri, join, location, storage_path
 from vidpred.train.loop import loop_config, train_loop_per_worker
 from vidpred.train.plan import resolve_auto
-from vidpred.train.resume import TrainData, announce_resume, location
+from vidpred.train.resume import TrainData, announce_resume, require_checkpoint
 
 
 @dataclass
@@ -34,8 +36,7 @@ class TrainResult:
 
     @property
     def checkpoint_uri(self) -> str:
-        path = self.checkpoint.path
-        return path if not self.run_dir.startswith("s3://") else f"s3://{path.lstrip('/')}"
+        return as_uri(self.run_dir, self.checkpoint.path)
 
 
 def dataset_root(cfg: Config) -> str:
@@ -62,14 +63,6 @@ def dataset_root(cfg: Config) -> str:
     return str(root)
 
 
-def storage_path(cfg: Config) -> str:
-    path = cfg.train.storage_path or str(Path(cfg.data.cache_dir) / "runs")
-    if is_remote_uri(path):
-        return path
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return str(Path(path).resolve())
-
-
 def run_name(cfg: Config) -> str:
     return cfg.train.name or time.strftime("vidpred-%Y%m%d-%H%M%S")
 
@@ -87,17 +80,38 @@ def init_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
 
 
-def room_problem(cfg: Config, total_cpus: float, where: str) -> str | None:
-    """Why CPU train workers would take so many of ``total_cpus`` that Ray Data could never decode (the run
-    would hang forever), or None."""
+def runs_that_fit(cfg: Config, total_cpus: float) -> int:
+    """How many runs of ``cfg``'s CPU train workers fit in ``total_cpus`` while Ray Data's decode tasks keep
+    the :data:`DECODE_TASK_CPUS` they need (fewer, and the run hangs forever: no clip is ever decoded)."""
+    per_run = cfg.train.num_workers * cfg.train.cpus_per_worker
+    return math.floor((total_cpus - DECODE_TASK_CPUS) / per_run + 1e-9)
+
+
+def room_problem(cfg: Config, total_cpus: float, where: str, runs: int = 1, advice: str | None = None) -> str | None:
+    """Why ``runs`` runs (Tune trials) of CPU train workers would take so many of ``total_cpus`` that Ray
+    Data could never decode, or None. ``advice`` ends the message (default: lower the workers' CPUs)."""
     t = cfg.train
-    taken = t.num_workers * t.cpus_per_worker
-    if total_cpus - taken >= DECODE_TASK_CPUS:
+    if runs <= runs_that_fit(cfg, total_cpus):
         return None
-    return (f"train.num_workers × train.cpus_per_worker = {t.num_workers} × {t.cpus_per_worker:g} = {taken:g} "
-            f"CPUs leaves {max(total_cpus - taken, 0):g} of {where}'s {total_cpus:g} for Ray Data's decode "
-            f"tasks, which need {DECODE_TASK_CPUS:g}: lower them so that their product is at most "
-            f"{max(total_cpus - DECODE_TASK_CPUS, 0):g} (fractional CPUs are fine)")
+    taken = runs * t.num_workers * t.cpus_per_worker
+    what = (f"max_concurrent_trials = {runs} trials × " if runs > 1 else "") + \
+        "train.num_workers × train.cpus_per_worker = " + (f"{runs} × " if runs > 1 else "") + \
+        f"{t.num_workers} × {t.cpus_per_worker:g} = {taken:g} CPUs"
+    advice = advice or (f"lower them so that their product is at most {max(total_cpus - DECODE_TASK_CPUS, 0):g} "
+                        "(fractional CPUs are fine)")
+    return (f"{what} leaves {max(total_cpus - taken, 0):g} of {where}'s {total_cpus:g} for Ray Data's decode "
+            f"tasks, which need {DECODE_TASK_CPUS:g}: {advice}")
+
+
+def one_node_cpus() -> float | None:
+    """The CPUs of a cluster of one alive node that runs tasks; None when there are several nodes (an
+    autoscaling or multi-node cluster: Ray's scheduler places the rest) or the head runs none (KubeRay's
+    ``num-cpus: 0``: workers come from elsewhere). Ray must be up."""
+    import ray
+
+    if sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
+        return None
+    return ray.cluster_resources().get("CPU", 0.0) or None
 
 
 def starts_local_ray() -> bool:
@@ -114,8 +128,6 @@ def starts_local_ray() -> bool:
 def check_before_ray(cfg: Config) -> None:
     """What the workers alone would find wrong, refused before Ray starts: a ``train.init_from`` with no
     checkpoint there, and CPU workers that leave the new local Ray's decode tasks no CPU."""
-    from vidpred.train.resume import require_checkpoint
-
     if cfg.train.init_from:
         try:
             require_checkpoint(cfg.train.init_from, cfg.data)
@@ -128,16 +140,11 @@ def check_before_ray(cfg: Config) -> None:
 
 def check_room_for_data(cfg: Config) -> None:
     """Refuse a layout where CPU train workers take every CPU of a one-node cluster: Ray Data could never
-    decode and the run would hang forever. Multi-node and GPU layouts are left to Ray's scheduler (an
-    autoscaling cluster adds nodes; GPU workers land on GPU nodes)."""
-    import ray
-
-    if cfg.train.use_gpu or sum(1 for n in ray.nodes() if n.get("Alive")) != 1:
+    decode and the run would hang forever. GPU layouts are left to Ray's scheduler (GPU workers land on GPU
+    nodes), as are clusters of several nodes (:func:`one_node_cpus`)."""
+    if cfg.train.use_gpu or (cpus := one_node_cpus()) is None:
         return
-    total_cpus = ray.cluster_resources().get("CPU", 0.0)
-    if total_cpus == 0:  # a head that runs no tasks (KubeRay's num-cpus: 0): workers come from elsewhere
-        return
-    if problem := room_problem(cfg, total_cpus, "this cluster"):
+    if problem := room_problem(cfg, cpus, "this cluster"):
         raise ConfigError(problem)
 
 

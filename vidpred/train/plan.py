@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import torch
 
 from vidpred.config import Config, ConfigError, parse_bytes
+from vidpred.train.engines import bucket_elements
 
 GiB = 2**30
 RUNTIME_OVERHEAD = int(0.75 * GiB)       # CUDA context + allocator fragmentation, typical for PyTorch 2.x
-BUCKET_ELEMENTS = int(5e8)              # DeepSpeed's default reduce / all-gather bucket size (elements)
 STAGE3_PREFETCH_ELEMENTS = int(5e7)     # stage3_prefetch_bucket_size default
 STAGE3_LIVE_ELEMENTS = int(1e9)         # stage3_max_live_parameters default
 # What autograd saves is most, not all, of a step's activation peak: backward also holds transient
-# gradient buffers. Measured on CPU (tiny model, 128x128, 8 frames, fp32; growth of peak RSS from
-# micro-batch 1 to 4 / 8, fresh process each): saved bytes were 83% / 87% of it. tests/test_plan.py re-checks.
+# gradient buffers: the slack covers them, as measured on CPU by benchmarks/plan_check.py (growth of peak RSS
+# between micro-batches, fresh process each; figures in docs/training.md).
 ACTIVATION_SLACK = 1.15
 MICRO_BATCHES = (1, 2, 4, 8, 16)
 # Cheapest first: less communication, no host round trips.
@@ -126,10 +126,10 @@ def model_state_bytes(n_params: int, stage: int, offload: bool, world: int, bf16
 def bucket_bytes(n_params: int, stage: int, bf16: bool) -> int:
     p_bytes = 2 if bf16 else 4
     if stage in (1, 2):
-        return 2 * min(BUCKET_ELEMENTS, n_params) * p_bytes
+        return 2 * bucket_elements(n_params) * p_bytes
     if stage == 3:
         return (min(STAGE3_PREFETCH_ELEMENTS, n_params) + min(STAGE3_LIVE_ELEMENTS, n_params)
-                + min(BUCKET_ELEMENTS, n_params)) * p_bytes  # + the reduce bucket, allocated at init
+                + bucket_elements(n_params)) * p_bytes  # + the reduce bucket, allocated at init
     return 0
 
 

@@ -193,17 +193,10 @@ class Experiment(_Model):
     # --- the training config of a trial -------------------------------------------------------------------
     def base_raw(self) -> dict[str, Any]:
         """base_config file < base < resources < --set, as plain data (what a best.yaml starts from)."""
-        raw: dict[str, Any] = {}
-        if self.base_config:
-            raw = config_mod.read_yaml_mapping(Path(self.source_dir) / self.base_config, "base_config",
-                                               "sections (data, model, loss, train)")
-        raw = config_mod.lay_over(raw, self.base)
         res = self.resources.model_dump(exclude_none=True)
-        if res:
-            raw = config_mod.lay_over(raw, {"train": res})
-        for assignment in self.overrides:
-            raw = config_mod.lay_over(raw, config_mod.parse_assignment(assignment))
-        return raw
+        return config_mod.layered(Path(self.source_dir) / self.base_config if self.base_config else None,
+                                  self.overrides, layers=[self.base, *([{"train": res}] if res else [])],
+                                  label="base_config")
 
     def trial_raw(self, weights: dict[str, float], **train: Any) -> dict[str, Any]:
         return config_mod.lay_over(self.base_raw(), {"loss": dict(weights), "train": train})

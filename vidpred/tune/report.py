@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from vidpred import config as config_mod
-from vidpred.data.sources import join, write_bytes
+from vidpred.storage import join, write_bytes
 from vidpred.tune.experiment import DERIVED_METRICS, LOSS_METRICS, VAL_METRICS, Experiment
 from vidpred.tune.plot import objective_plot
 

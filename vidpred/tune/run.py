@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 from ray import tune
 from ray.tune import Callback
 
-from vidpred.config import Config, ConfigError, is_remote_uri
+from vidpred.config import Config, ConfigError
 from vidpred.data.report import training_summary
-from vidpred.data.sources import exists, join, read_bytes, write_bytes
+from vidpred.net import free_port
+from vidpred.storage import exists, join, read_bytes, storage_path, write_bytes
 from vidpred.console import RayOutput
-from vidpred.train.launch import DECODE_TASK_CPUS, dataset_root, init_ray, log_file
+from vidpred.train.launch import dataset_root, init_ray, log_file, one_node_cpus, room_problem, runs_that_fit
 from vidpred.tune.experiment import Experiment
 from vidpred.tune.trial import PBT_CLOCK, run_trial
 
@@ -53,20 +52,10 @@ def start_ray() -> None:
 
     if not ray.is_initialized() and os.environ.get("RAY_ADDRESS") == "local" \
             and not os.environ.get("RAY_API_SERVER_ADDRESS"):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(address="local", dashboard_host="127.0.0.1", dashboard_port=port, logging_level="WARNING")
     init_ray()
-
-
-def storage_of(exp: Experiment, cfg: Config) -> str:
-    path = exp.storage_path or cfg.train.storage_path or str(Path(cfg.data.cache_dir) / "tune")
-    if is_remote_uri(path):
-        return path
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return str(Path(path).resolve())
 
 
 def concurrency(exp: Experiment, cfg: Config) -> int:
@@ -79,20 +68,14 @@ def concurrency(exp: Experiment, cfg: Config) -> int:
         gpus = ray.cluster_resources().get("GPU", 0.0)
         fits = math.floor(gpus / (t.num_workers * t.gpus_per_worker) + 1e-9)
         return exp.max_concurrent_trials or max(fits, 1)
-    cpus = ray.cluster_resources().get("CPU", 0.0)
-    one_node = sum(1 for n in ray.nodes() if n.get("Alive")) == 1
-    per_trial = t.num_workers * t.cpus_per_worker
-    fits = math.floor((cpus - DECODE_TASK_CPUS) / per_trial + 1e-9)
-    if not one_node or cpus == 0:  # an autoscaling / multi-node cluster: Ray's scheduler places the rest
-        return exp.max_concurrent_trials or max(fits, 1)
+    cpus = one_node_cpus()
+    fits = runs_that_fit(cfg, cpus if cpus is not None else ray.cluster_resources().get("CPU", 0.0))
     wanted = exp.max_concurrent_trials or max(fits, 1)
-    if wanted > fits:
-        raise ConfigError(
-            f"max_concurrent_trials = {wanted} trials × train.num_workers {t.num_workers} × train.cpus_per_worker "
-            f"{t.cpus_per_worker:g} = {wanted * per_trial:g} CPUs leaves {max(cpus - wanted * per_trial, 0):g} of "
-            f"this machine's {cpus:g} for Ray Data's decode tasks, which need {DECODE_TASK_CPUS:g}: "
-            + (f"use max_concurrent_trials: {fits} or lower" if fits >= 1 else
-               "lower resources.num_workers or resources.cpus_per_worker (fractional CPUs are fine)"))
+    if cpus is not None and (problem := room_problem(
+            cfg, cpus, "this machine", runs=wanted,
+            advice=f"use max_concurrent_trials: {fits} or lower" if fits >= 1 else
+            "lower resources.num_workers or resources.cpus_per_worker (fractional CPUs are fine)")):
+        raise ConfigError(problem)
     return wanted
 
 
@@ -149,7 +132,7 @@ def tune_experiment(exp: Experiment, verbose: bool = False) -> TuneRun:
     if not data.usable("val"):
         raise ConfigError(f"{root} has no usable video under videos/val/: the objective ({exp.objective.metric}) "
                           "is a validation metric on held-out clips")
-    storage = storage_of(exp, cfg)
+    storage = storage_path(cfg, "tune", configured=exp.storage_path)
     path = join(storage, exp.name)
     logs = log_file(cfg, storage, exp.name)
     with RayOutput(logs, verbose) as output:

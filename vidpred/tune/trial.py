@@ -22,11 +22,11 @@ from typing import Any
 
 from ray import tune
 
-from vidpred.data.sources import join
+from vidpred.storage import as_uri, join
 from vidpred.train.launch import trainer_for
 from vidpred.train.plan import resolve_auto
 from vidpred.tune.experiment import Experiment
-from vidpred.tune.objective import ValidationReporter, derived, storage_uri
+from vidpred.tune.objective import ValidationReporter, derived
 
 STATE_FILE = "trial_state.json"
 PBT_CLOCK = "pbt_clock"
@@ -89,7 +89,7 @@ def run_trial(config: dict[str, Any], *, exp: Experiment, root: str, data, stora
         result = trainer_for(cfg, root, run_name(trial, state), runs, data).fit()
         if result.checkpoint is None:
             raise RuntimeError(f"trial {trial}: steps {state.step}-{end} finished without a checkpoint")
-        start, state = state.step, TrialState(end, storage_uri(storage, result.checkpoint.path), schedule)
+        start, state = state.step, TrialState(end, as_uri(storage, result.checkpoint.path), schedule)
         metrics = dict(result.metrics or {})
         # PBT's clock: the step, except that the last interval reports its start, so that PBT never perturbs
         # a finished trial (it would copy the donor's final result and give it weights it never trained with)
