@@ -84,7 +84,7 @@ def _rank(rank: int, world: int, port: int, overrides: list[str], warmup: int, s
     import torch.distributed as dist
 
     from vidpred import config
-    from vidpred.train.step import gan_step
+    from vidpred.train.step import take_step
 
     selfcheck.init_rank(rank, world, port)
     cfg = config.load(overrides=overrides)
@@ -105,10 +105,9 @@ def _rank(rank: int, world: int, port: int, overrides: list[str], warmup: int, s
     wall, cpu = [], []
     for step in range(warmup + steps):
         batch = selfcheck.synthetic_batch(cfg, rank, step)
-        selfcheck.seed_noise(rank, step)
         dist.barrier()
         started, started_cpu = time.perf_counter(), time.process_time()
-        gan_step(g_eng, d_eng, batch, cfg, step=step)
+        take_step(g_eng, d_eng, batch, cfg, rank, step)
         wall.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
     n_params = {net: sum(getattr(p, "ds_numel", p.numel()) for p in e.module.parameters())

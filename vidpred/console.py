@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vidpred.config import UserError, folder_problem
+from vidpred.raycompat import worker_output_dispatcher
 
 DEBUG_ENV = "VIDPRED_DEBUG"
 # Credentials that may sit in the environment; their values never appear in a message.
@@ -113,8 +114,8 @@ class RayOutput:
     lines carrying ``[vidpred]`` from any process (the workers' progress, validation) and the decode tasks'
     "skipping video" warnings, each once. With ``verbose``: everything live as Ray prints it, and in the file
     too. Ray prints other processes' output through one handler of its driver, added by ``ray.init`` under
-    the name ``ray_print_logs`` (``ray._private.ray_logging.global_worker_stdstream_dispatcher``, Ray 2.60,
-    pinned; tests/test_mistakes.py's console test catches a change); :meth:`attach` swaps it for ours.
+    the name ``ray_print_logs`` (:func:`vidpred.raycompat.worker_output_dispatcher`); :meth:`attach` swaps it
+    for ours.
     """
 
     def __init__(self, log_file: str | os.PathLike, verbose: bool = False):
@@ -147,8 +148,7 @@ class RayOutput:
     def attach(self) -> None:
         """After ``ray.init``: Ray's printing of its processes' output replaced by :meth:`lines` (Ray started
         elsewhere, without log_to_driver, prints nothing: then only the file-side handler is added)."""
-        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-
+        dispatcher = worker_output_dispatcher()
         if self.attached:
             return
         if not self.verbose:

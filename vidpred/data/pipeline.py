@@ -33,7 +33,9 @@ from vidpred.data.clips import windows
 from vidpred.data.decode import decode_frames
 from vidpred.data.prepared import read_prepared_frames
 from vidpred.data.probe import Reason, Skip
-from vidpred.data.sources import PREPARED_SUFFIX, DataError, VideoFile, list_videos, open_input
+from vidpred.data.sources import PREPARED_SUFFIX, DataError, VideoFile, list_videos
+from vidpred.raycompat import execution_index
+from vidpred.storage import open_input
 
 log = logging.getLogger("vidpred.data")
 
@@ -79,14 +81,14 @@ class ClipsFromVideo:
 
 
 # Read tasks of one execution at most. ``ray.data.from_items`` with a block per file (what this replaced) put
-# every block into the object store from the building process before the first task ran: 108 s and +360 MB
-# of driver memory for 100,000 files on the 2-core test box, then 28 s more to the first row, every run.
-# 1,000 read tasks are made and put in ~1 s, and still keep 1,000 decode slots busy on a large cluster.
+# every block into the object store from the building process before the first task ran: minutes and
+# hundreds of MB of driver memory at 100,000 files, every run (docs/data.md). A bounded number of read tasks
+# costs the same at any file count, and 1,000 still keep 1,000 decode slots busy on a large cluster.
 MAX_READ_TASKS = 1000
 # Past MAX_READ_TASKS files, the first this many tasks of an epoch still read one file each: a task's clips
 # leave it in blocks of up to Ray Data's target block size (128 MiB), so the epoch's first batch would wait
-# for a whole share of files (100,000 small files: 100 each, 10.5 s to the first batch here; BDD100K's 40 s
-# videos: ~13 decoded before the first block) instead of one.
+# for a whole share of files (at 100,000 files, 100 of them; of BDD100K's 40 s videos, a dozen decoded before
+# the first block) instead of one.
 SINGLE_FILE_TASKS = 100
 
 
@@ -104,19 +106,20 @@ def _uri_block(uris: list[str]) -> list[pa.Table]:
 
 class FileSource(Datasource):
     """``{"uri"}`` rows of a fixed list of files, in the order :func:`epoch_order` draws for each execution:
-    the read tasks are made from the executing ``DataContext`` (its execution index), wherever the dataset
-    executes, never put in the object store by the process that builds the dataset."""
+    the read tasks are made from the executing ``DataContext`` (its execution index, counted from
+    ``first_epoch``: a resumed run replays the epoch it stopped in), wherever the dataset executes, never put
+    in the object store by the process that builds the dataset."""
 
-    def __init__(self, uris: list[str], seed: int | None):
+    def __init__(self, uris: list[str], seed: int | None, first_epoch: int = 0):
         super().__init__()
-        self.uris, self.seed = uris, seed
+        self.uris, self.seed, self.first_epoch = uris, seed, first_epoch
 
     def estimate_inmemory_data_size(self) -> int:
         return sum(map(len, self.uris))
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context: ray.data.DataContext | None = None) -> list[ReadTask]:
-        execution = data_context._execution_idx if data_context is not None else 0
+        execution = self.first_epoch + execution_index(data_context)
         order = np.asarray(epoch_order(len(self.uris), self.seed, execution), dtype=np.int64)
         count = max(min(parallelism, len(self.uris)), 1)
         single = min(SINGLE_FILE_TASKS, count - 1) if len(self.uris) > count else 0
@@ -129,11 +132,11 @@ class FileSource(Datasource):
         return tasks
 
 
-def file_dataset(uris: list[str], seed: int | None):
+def file_dataset(uris: list[str], seed: int | None, first_epoch: int = 0):
     """``{"uri"}`` rows, one read task per file up to :data:`MAX_READ_TASKS` (beyond, the first
     :data:`SINGLE_FILE_TASKS` of each epoch still one file each); the file order reshuffled every execution
-    (epoch) from ``seed`` (listed order when None)."""
-    return ray.data.read_datasource(FileSource(uris, seed),
+    (epoch) from ``seed`` (listed order when None), the first execution reading epoch ``first_epoch``'s."""
+    return ray.data.read_datasource(FileSource(uris, seed, first_epoch),
                                     override_num_blocks=max(min(len(uris), MAX_READ_TASKS), 1))
 
 
@@ -145,9 +148,10 @@ def videos_or_fail(cfg: DataConfig, root: str, split: str) -> list[VideoFile]:
 
 
 def build_dataset(cfg: DataConfig, root: str, split: str, seed: int | None = None, *,
-                  uris: list[str] | None = None, skip_log: Any = None):
+                  uris: list[str] | None = None, skip_log: Any = None, first_epoch: int = 0):
     """A streaming Ray Dataset of ``{"frames": uint8 (T, H, W, 3)}`` rows: ``uris`` (the usable files a
-    survey found) or else every file listed in ``root/videos/split``."""
+    survey found) or else every file listed in ``root/videos/split``; its first execution reads the file
+    order of epoch ``first_epoch``, each later one the next epoch's."""
     if uris is None:
         uris = [v.uri for v in videos_or_fail(cfg, root, split)]
-    return file_dataset(uris, seed).flat_map(ClipsFromVideo(cfg, skip_log))
+    return file_dataset(uris, seed, first_epoch).flat_map(ClipsFromVideo(cfg, skip_log))

@@ -1,6 +1,5 @@
 """What a worker does about faults: where it is in the data (:class:`Position`), non-finite losses
-(:class:`NonFinitePolicy`), the per-step noise seed that makes a restored run draw the same noise, and two
-test-only hooks.
+(:class:`NonFinitePolicy`), and the test-only hooks that inject faults (:class:`TestHooks`).
 
 Non-finite losses: :func:`vidpred.train.step.gan_step` skips the update of an engine whose loss is NaN/inf
 on any rank. After ``train.nonfinite_patience`` such steps in a row the worker restores the last
@@ -8,8 +7,9 @@ checkpoint and multiplies both learning rates by ``train.nonfinite_lr_factor``; 
 ``train.nonfinite_max_restores`` restores it gives up with an error. Every rank takes the same decisions
 (the skip flags are all-reduced), so all of them restore together.
 
-Test-only hooks, read from the environment of the worker processes (a local Ray's workers inherit the
-driver's). Never set them outside tests:
+Test-only hooks (:class:`TestHooks`): read from the environment of the worker processes once, when a
+worker starts (a local Ray's workers inherit the driver's); a run without them holds ``None`` and its step
+pays one ``is None`` test. Never set them outside tests:
 
 ``VIDPRED_TEST_KILL=RANK:STEP:MARKER``
     the worker of rank RANK SIGKILLs its own process right after optimizer step STEP — once: it creates the
@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,6 @@ class Position:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Position":
         return cls(int(state.get("epoch", 0)), int(state.get("epoch_batches", 0)))
-
-
-def noise_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of the global torch RNG before optimizer step ``step`` on ``rank``: noise is a function of
-    (seed, rank, step), so a run restored at step k draws what an uninterrupted run draws from k on."""
-    return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
 
 
 class NonFinitePolicy:
@@ -97,35 +91,50 @@ class NonFinitePolicy:
                 group["lr"] *= self.factor
 
 
-def _parse(name: str) -> list[str] | None:
-    raw = os.environ.get(name)
-    return raw.split(":", 2) if raw else None
-
-
 def sees_nan(loss) -> bool:
     """The finiteness check of a rank that sees its loss as NaN; it still takes part in the all-reduce, so
     every rank's decision stays the same (for tests)."""
     return all_finite(loss * float("nan"))
 
 
-def finite_check(rank: int, step: int, restores: int):
-    """The finiteness check for optimizer step ``step`` (1-based): :func:`all_finite`, unless the
-    ``VIDPRED_TEST_NAN`` hook poisons this rank's losses at this step."""
-    hook = _parse(NAN_ENV)
-    if hook and restores == 0 and int(hook[0]) == rank and str(step) in hook[1].split(","):
-        log.warning("[vidpred] %s: rank %d sees a NaN loss at step %d (test hook)", NAN_ENV, rank, step)
-        return sees_nan
-    return all_finite
+@dataclass(frozen=True)
+class TestHooks:
+    """Faults a test injects into a run (see the module): ``nan`` — rank → the 1-based optimizer steps at which
+    it sees its D loss as NaN; ``kill`` — (rank, step, marker file) of the one SIGKILL."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+    nan: dict[int, frozenset[int]] = field(default_factory=dict)
+    kill: tuple[int, int, Path] | None = None
 
-def maybe_kill(rank: int, step: int) -> None:
-    """The ``VIDPRED_TEST_KILL`` hook: SIGKILL this worker process after ``step`` (once, see the module)."""
-    hook = _parse(KILL_ENV)
-    if not hook or int(hook[0]) != rank or int(hook[1]) != step:
-        return
-    marker = Path(hook[2])
-    if marker.exists():
-        return
-    marker.write_text(f"rank {rank} killed itself after step {step}\n")
-    log.warning("[vidpred] %s: rank %d kills its process (pid %d) after step %d", KILL_ENV, rank, os.getpid(), step)
-    os.kill(os.getpid(), signal.SIGKILL)
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "TestHooks | None":
+        """The hooks ``VIDPRED_TEST_NAN`` / ``VIDPRED_TEST_KILL`` ask for; None when neither is set."""
+        env = os.environ if env is None else env
+        nan, kill = env.get(NAN_ENV), env.get(KILL_ENV)
+        if not nan and not kill:
+            return None
+        hooks = cls()
+        if nan:
+            rank, steps = nan.split(":", 1)
+            hooks = cls(nan={int(rank): frozenset(int(s) for s in steps.split(","))})
+        if kill:
+            rank, step, marker = kill.split(":", 2)
+            hooks = cls(nan=hooks.nan, kill=(int(rank), int(step), Path(marker)))
+        return hooks
+
+    def finite(self, rank: int, step: int, restores: int = 0):
+        """The finiteness check for optimizer step ``step`` (1-based) on ``rank``: :func:`all_finite`, or
+        :func:`sees_nan` where the hook poisons it (until the first restore for non-finite losses)."""
+        if restores == 0 and step in self.nan.get(rank, ()):
+            log.warning("[vidpred] %s: rank %d sees a NaN loss at step %d (test hook)", NAN_ENV, rank, step)
+            return sees_nan
+        return all_finite
+
+    def after_step(self, rank: int, step: int) -> None:
+        """The kill hook: SIGKILL this worker process after ``step`` (once, see the module)."""
+        if self.kill is None or self.kill[:2] != (rank, step) or self.kill[2].exists():
+            return
+        self.kill[2].write_text(f"rank {rank} killed itself after step {step}\n")
+        log.warning("[vidpred] %s: rank %d kills its process (pid %d) after step %d", KILL_ENV, rank, os.getpid(),
+                    step)
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -11,8 +11,8 @@ device and read once per report point (:class:`Interval`). Report points are the
 invocation, every ``log_every`` steps, every checkpoint and validation step, and the last step, the same on
 every rank (Ray Train's report is a barrier). A report without a checkpoint goes out asynchronously
 (``CheckpointUploadMode.ASYNC``): Ray Train's controller takes one report per worker per poll (every 2 s,
-``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``) and a synchronous report blocks until it does — called every step that
-cost ~1.7 s per step here. Checkpoint reports stay synchronous: a checkpoint is registered complete or not at
+``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``) and a synchronous report blocks until it does — called every step, that
+wait was most of each step (docs/training.md, "Throughput"). Checkpoint reports stay synchronous: a checkpoint is registered complete or not at
 all; so does the report after one, which returns only once the controller has registered the checkpoint (a
 worker lost before that restarts from the checkpoint before, as with Ray's own synchronous reports).
 Ray Tune's schedulers see every report (ASHA and PBT decide on validation results, which are report points).
@@ -41,10 +41,11 @@ import torch
 from vidpred.config import Config
 from vidpred.data.report import run_data_metrics
 from vidpred.model import Discriminators, Generator, as_floats, count_parameters
+from vidpred.storage import location
 from vidpred.train import checkpoint, faults
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
-from vidpred.train.step import gan_step
+from vidpred.train.step import all_finite, take_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
 log = logging.getLogger("vidpred.train")
@@ -99,6 +100,7 @@ class Trainer:
         self.step = 0
         self.position = faults.Position()  # of the data stream: what this worker has consumed
         self.nonfinite = faults.NonFinitePolicy(cfg.train)
+        self.hooks = faults.TestHooks.from_env()  # None outside tests (faults injected by tests only)
         self.said_reports_queue = False
         self.checkpoint_pending = False  # a checkpoint was reported and the controller may not have taken it yet
 
@@ -144,7 +146,7 @@ class Trainer:
     def restore(self) -> None:
         ckpt = ray.train.get_checkpoint()
         if ckpt is None and self.cfg.train.init_from:  # the run's own checkpoints win (a restart resumes them)
-            path, fs = checkpoint.location(self.cfg.train.init_from, self.cfg.data)  # s3:// with data.s3_endpoint, as the data
+            path, fs = location(self.cfg.train.init_from, self.cfg.data)  # s3:// with data.s3_endpoint, as the data
             self.nonfinite.load(self.load(ray.train.Checkpoint(path, filesystem=fs)))
             self.log(f"started from {self.cfg.train.init_from} at step {self.step}")  # its data position is not ours
         elif ckpt is not None:
@@ -192,17 +194,18 @@ class Trainer:
             skip = 0
             self.position = faults.Position(self.position.epoch + 1, 0)
 
-    def report(self, metrics: dict[str, Any], with_checkpoint: bool) -> None:
-        """One ``ray.train.report``: asynchronous without a checkpoint (the step goes on while Ray's controller
-        collects it), synchronous with one (written by every rank, registered complete or not at all) and for
-        the report after it: a synchronous report returns once the controller has taken the one before, so from
-        then on the checkpoint is certainly registered and a lost worker restarts from it."""
-        if not with_checkpoint:
-            mode = ray.train.CheckpointUploadMode.SYNC if self.checkpoint_pending else \
-                ray.train.CheckpointUploadMode.ASYNC
-            ray.train.report(metrics, checkpoint_upload_mode=mode)
-            self.checkpoint_pending = False
-            return
+    def report(self, metrics: dict[str, Any]) -> None:
+        """One ``ray.train.report`` of metrics alone: asynchronous (the step goes on while Ray's controller
+        collects it), except right after a checkpoint: a synchronous report returns once the controller has
+        taken the one before, so from then on the checkpoint is certainly registered and a lost worker
+        restarts from it."""
+        mode = ray.train.CheckpointUploadMode.SYNC if self.checkpoint_pending else ray.train.CheckpointUploadMode.ASYNC
+        ray.train.report(metrics, checkpoint_upload_mode=mode)
+        self.checkpoint_pending = False
+
+    def save_checkpoint(self, metrics: dict[str, Any]) -> None:
+        """A checkpoint, written by every rank, reported with ``metrics`` (and the run's data account)
+        synchronously: Ray Train registers it complete or not at all."""
         self.checkpoint_pending = True
         metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         progress = {**self.position.state(), **self.nonfinite.state()}
@@ -213,10 +216,9 @@ class Trainer:
     def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
         """One GAN step with this (seed, rank, step)'s noise; counts a skipped update, restores when due.
         Returns the loss terms as the step left them (0-d tensors on the device)."""
-        t = self.cfg.train
-        torch.manual_seed(faults.noise_seed(t.seed, self.rank, self.step))
-        losses = gan_step(self.g_eng, self.d_eng, batch, self.cfg, step=self.step,
-                          finite=faults.finite_check(self.rank, self.step + 1, self.nonfinite.restores))
+        finite = all_finite if self.hooks is None else \
+            self.hooks.finite(self.rank, self.step + 1, self.nonfinite.restores)
+        losses = take_step(self.g_eng, self.d_eng, batch, self.cfg, self.rank, self.step, finite)
         self.step += 1
         skipped = bool(losses.pop("skipped_d") + losses.pop("skipped_g"))
         if skipped:
@@ -262,7 +264,7 @@ class Trainer:
 
     def end_interval(self, interval: Interval, now: float, first: bool, last: bool) -> None:
         """A report point: the interval's means and rate, validation when due, progress line, TensorBoard,
-        the report (with a checkpoint every ``checkpoint_every`` steps and at the last step)."""
+        then a report, or a checkpoint (every ``checkpoint_every`` steps and at the last step)."""
         t = self.cfg.train
         seconds = interval.seconds(now)
         means = interval.means()
@@ -279,7 +281,10 @@ class Trainer:
             self.log(f"a logging interval took {seconds:.2f} s, less than the {RAY_POLL_S:g} s in which Ray Train "
                      f"collects a report: reports queue up and each checkpoint waits for them; raise "
                      f"train.log_every (now {t.log_every}) to about {math.ceil(t.log_every * RAY_POLL_S / seconds)}")
-        self.report(metrics, self.step % t.checkpoint_every == 0 or last)
+        if self.step % t.checkpoint_every == 0 or last:
+            self.save_checkpoint(metrics)
+        else:
+            self.report(metrics)
 
     def fit(self) -> None:
         t = self.cfg.train
@@ -297,7 +302,8 @@ class Trainer:
                              f"here ({t.steps - self.step} of train.steps = {t.steps} not taken)")
                 self.end_interval(interval, now, first=self.step == first + 1, last=last)
                 interval = Interval(now)
-            faults.maybe_kill(self.rank, self.step)
+            if self.hooks is not None:
+                self.hooks.after_step(self.rank, self.step)
             if last:
                 break
 

@@ -11,8 +11,9 @@ dies and ``FailureConfig(max_failures)`` lets Ray restart the worker group. On t
   a larger ``train.steps``), and refuses changes that the checkpoint cannot be loaded with (:data:`PINNED`);
 * pins the data order: the train dataset is made again at every start of the worker group (Ray Train calls
   a dataset given as a callable each time), and its first epoch is the epoch of the latest checkpoint —
-  Ray Data's per-epoch shuffle seed comes from ``(train.seed, epoch)`` — so a restored worker, skipping the
-  batches of that epoch it had consumed, continues the stream the interrupted run was reading.
+  each epoch's file order comes from ``(train.seed, epoch)`` (:class:`vidpred.data.pipeline.FileSource`) —
+  so a restored worker, skipping the batches of that epoch it had consumed, continues the stream the
+  interrupted run was reading.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 from vidpred import config as config_mod
 from vidpred.config import Config, ConfigError, DataConfig, is_remote_uri, remote_uri_problem
-from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, location, parse_meta, read_meta
+from vidpred.storage import join, location, storage_error, storage_path
+from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, parse_meta, read_meta
 
 # Keys a resumed run must keep: the engines' shards are laid out by them (model shapes, ZeRO partitions per
 # worker, dtypes, where the optimizer state lives), and the data position counts per-worker batches.
@@ -48,7 +50,6 @@ def latest_checkpoint(run_dir: str, data: DataConfig | None = None):
     """The run's latest registered checkpoint (``ray.train.Checkpoint``), or None: no such run, none yet."""
     from ray.train import Result
 
-    from vidpred.data.sources import storage_error
 
     path, fs = location(run_dir, data)
     try:
@@ -71,7 +72,6 @@ def require_checkpoint(uri: str, data: DataConfig | None = None) -> dict[str, An
     none, said before Ray starts or anything is written (``train.init_from``, ``vidpred export``)."""
     import pyarrow.fs as pafs
 
-    from vidpred.data.sources import storage_error
 
     if not is_remote_uri(uri):
         return read_meta(uri.removeprefix("file://"))
@@ -106,9 +106,6 @@ def check_compatible(saved: dict[str, Any], cfg: Config, run: str) -> None:
 def resume_config(spec: str, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...]) -> Config:
     """The config of ``vidpred train --resume RUN``: the latest checkpoint's, then ``path``, then ``overrides``,
     with ``train.name`` / ``train.storage_path`` pointing at the run."""
-    from vidpred.data.sources import join
-    from vidpred.train.launch import storage_path
-
     asked = config_mod.load(path, overrides)
     storage, name = split_run(spec, storage_path(asked))
     run_dir = join(storage, name)
@@ -152,10 +149,6 @@ class TrainData:
     def __call__(self):
         from vidpred.data.pipeline import build_dataset
 
-        ds = build_dataset(self.cfg.data, self.root, "train", seed=self.cfg.train.seed, skip_log=self.skip_log,
-                           uris=self.uris)
-        # Ray Data seeds an execution's shuffle from (seed, the context's execution index) and counts the
-        # index up per execution, i.e. per epoch; starting it at the restored epoch replays that epoch's order.
-        # A private attribute of DataContext (ray 2.60, pinned); tests/test_resume.py catches a change.
-        ds.context._execution_idx = self.start_epoch()
-        return ds
+        # the file order of an execution comes from (seed, epoch): starting at the restored epoch replays its order
+        return build_dataset(self.cfg.data, self.root, "train", seed=self.cfg.train.seed, skip_log=self.skip_log,
+                             uris=self.uris, first_epoch=self.start_epoch())

@@ -2,25 +2,21 @@
 (tests/test_zero_stages.py), the non-finite skip across ranks (tests/test_faults.py) and the ZeRO benchmark
 (benchmarks/zero_bench.py) run on it.
 
-Each rank draws its own batches and noise from (rank, step) alone (:func:`synthetic_batch`,
-:func:`seed_noise`), so two runs that differ only in the ZeRO stage differ only by floating-point
-reduction order.
+Each rank draws its own batches from (rank, step) alone (:func:`synthetic_batch`) and takes its steps as
+training does (:func:`vidpred.train.step.take_step`: noise from (seed, rank, step)), so two runs that differ
+only in the ZeRO stage differ only by floating-point reduction order.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Callable
 
 import torch
 
+from vidpred.net import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def init_rank(rank: int, world: int, port: int, threads: int = 1) -> None:
@@ -45,11 +41,6 @@ def synthetic_batch(cfg, rank: int, step: int) -> torch.Tensor:
     shape = (cfg.data.batch_size, cfg.data.context + cfg.data.future, cfg.data.height, cfg.data.width, 3)
     return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(10_000 * rank + step),
                          dtype=torch.uint8)
-
-
-def seed_noise(rank: int, step: int) -> None:
-    """The generator's z noise for this (rank, step)."""
-    torch.manual_seed(1_000_000 + 10_000 * rank + step)
 
 
 def fresh_engines(cfg):
@@ -84,17 +75,6 @@ def record_grad_norms(engine, stage: int) -> list[float | None]:
     return norms
 
 
-def poisoned(rank: int, nan_at: dict[int, list[int]] | None, step: int) -> Callable[[torch.Tensor], bool]:
-    """The finiteness check of :func:`~vidpred.train.step.gan_step`, seeing NaN losses on ``rank`` at the
-    steps ``nan_at[rank]`` lists (for tests: one rank's NaN must make every rank skip)."""
-    from vidpred.train.faults import sees_nan
-    from vidpred.train.step import all_finite
-
-    if step in (nan_at or {}).get(rank, ()):
-        return sees_nan
-    return all_finite
-
-
 def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], steps: int, out_path: str,
                nan_at: dict[int, list[int]] | None) -> None:
     import torch.distributed as dist
@@ -103,8 +83,10 @@ def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], ste
     from vidpred.model import as_floats
     from vidpred.train import checkpoint
     from vidpred.train.checkpoint import consolidated_state
-    from vidpred.train.step import gan_step
+    from vidpred.train.faults import TestHooks
+    from vidpred.train.step import all_finite, take_step
 
+    hooks = TestHooks(nan={r: frozenset(s + 1 for s in steps) for r, steps in nan_at.items()}) if nan_at else None
     init_rank(rank, world, port)
     results = {}
     for name, overrides in runs.items():  # one process group, fresh engines per run
@@ -113,9 +95,8 @@ def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], ste
         norms = {"g": record_grad_norms(g_eng, cfg.train.zero_stage), "d": record_grad_norms(d_eng, cfg.train.zero_stage)}
         losses, g_after = [], []
         for step in range(steps):
-            seed_noise(rank, step)
-            losses.append(as_floats(gan_step(g_eng, d_eng, synthetic_batch(cfg, rank, step), cfg, step=step,
-                                             finite=poisoned(rank, nan_at, step))))
+            finite = all_finite if hooks is None else hooks.finite(rank, step + 1)
+            losses.append(as_floats(take_step(g_eng, d_eng, synthetic_batch(cfg, rank, step), cfg, rank, step, finite)))
             if nan_at:
                 g_after.append(consolidated_state(g_eng))
         results[name] = {"losses": losses, "g_initial": initial, "g_after": g_after, "grad_norms": norms,

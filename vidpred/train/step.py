@@ -85,5 +85,21 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
     return {**g_terms, **d_terms, "skipped_d": 0.0, "skipped_g": float(skipped_g)}
 
 
+def noise_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of the global torch RNG before optimizer step ``step`` on ``rank``: noise is a function of
+    (seed, rank, step), so a run restored at step k draws what an uninterrupted run draws from k on, and two
+    runs that differ only in their ZeRO stage draw the same noise."""
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
+
+
+def take_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, rank: int, step: int,
+              finite: Callable[[torch.Tensor], bool] = all_finite) -> dict[str, torch.Tensor | float]:
+    """Optimizer step ``step + 1`` of ``rank`` as every path takes it — Ray Train's workers
+    (:mod:`vidpred.train.loop`) and bare gloo ranks (:mod:`vidpred.train.selfcheck`): the noise of
+    (``train.seed``, rank, step), then :func:`gan_step`, whose terms and skip flags it returns."""
+    torch.manual_seed(noise_seed(cfg.train.seed, rank, step))
+    return gan_step(g_eng, d_eng, batch, cfg, step=step, finite=finite)
+
+
 def _dtype(engine) -> torch.dtype:
     return torch.bfloat16 if engine.bfloat16_enabled() else torch.float32

@@ -22,6 +22,7 @@ from typing import Any
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from vidpred.storage import as_uri
 from vidpred.tune.experiment import LOSS_METRICS
 
 
@@ -33,11 +34,6 @@ def derived(metrics: dict[str, Any], sharpness_weight: float) -> dict[str, float
     ssim_gain = metrics["val_ssim"] - metrics["val_copy_last_ssim"]
     return {"val_psnr_gain": metrics["val_psnr"] - metrics["val_copy_last_psnr"], "val_ssim_gain": ssim_gain,
             "val_sharpness_error": error, "val_score": ssim_gain - sharpness_weight * error}
-
-
-def storage_uri(storage: str, path: str) -> str:
-    """A Ray checkpoint path as a URI: pyarrow's S3 paths come without their scheme."""
-    return f"s3://{path.lstrip('/')}" if storage.startswith("s3://") and "://" not in path else path
 
 
 class ValidationReporter(TuneReportCallback):
@@ -55,7 +51,7 @@ class ValidationReporter(TuneReportCallback):
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
         rank0 = metrics[0]
         if checkpoint is not None:
-            self.checkpoint = storage_uri(self.storage, checkpoint.path)
+            self.checkpoint = as_uri(self.storage, checkpoint.path)
         weight = float(rank0.get("interval_steps", 1))  # a report holds the means of that many steps
         self.count += weight
         for key in LOSS_METRICS:
@@ -68,4 +64,4 @@ class ValidationReporter(TuneReportCallback):
         result = {**rank0, **means, **derived(rank0, self.sharpness_weight), **self.extra}
         if self.checkpoint is not None:
             result["checkpoint_path"] = self.checkpoint
-        self._training_actor_item_queue.put(result)
+        super().after_report(run_context, [result], None)  # Tune's own hand-over, with our result
