@@ -71,9 +71,9 @@ class Orientation:
         """Read once per video (the first frame's). Through a ``SideDataContainer`` of its own, not
         ``frame.side_data``: in PyAV 18 that property caches the container on the frame, and the container
         points back at the frame, so every frame it was read from lived until the cycle collector ran. Per frame
-        that held hundreds of decoded 720p frames (~1 GB) per decoding process; in the survey's probe threads,
-        whose collections promote each other's live frames past the young generations, ~60 KB per probed
-        small video (100,000 probes: gigabytes in the driver) until a full collection, which the survey's
+        that held hundreds of decoded 720p frames per decoding process; in the survey's probe threads,
+        whose collections promote each other's live frames past the young generations, a frame per probed
+        video (gigabytes in the driver at BDD100K's size) until a full collection, which the survey's
         million tracked objects make rare. A container of its own points at the frame, the frame not at it:
         both go as soon as they are dropped."""
         matrix = next((bytes(sd) for sd in SideDataContainer(frame) if sd.type.name == "DISPLAYMATRIX"), None)

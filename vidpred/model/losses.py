@@ -12,9 +12,9 @@ Default weights start from SAVP's published proportions (Lee et al. 2018, ``hpar
 ``l1_weight`` 100, ``kl_weight`` 0.1 on BAIR and 0.001 on KTH, video GAN 1 and VAE-GAN 1), divided by 100
 so that ``w_rec`` is 1: ``w_kl`` 1e-3 (BAIR's). SAVP's runs use no feature matching; ``w_feat`` = 10 x
 ``w_adv`` is pix2pixHD's ratio (lambda_FM 10 to a GAN weight of 1). The adversarial pair is 100x below
-SAVP's (``w_adv`` 1e-4, not 1e-2): measured with ``benchmarks/quality.py`` (30 min, 2 cores), SAVP's
-strength cost 1.3 dB and lost to copy-last-frame, 10x below still lost, 100x below beats it on PSNR and
-SSIM with both terms and both discriminators still training (docs/model.md); long runs may want them higher
+SAVP's (``w_adv`` 1e-4, not 1e-2): in 30-minute runs of ``benchmarks/quality.py`` SAVP's strength and 10x
+below it lost to copy-last-frame, 100x below beat it with both terms and both discriminators still training
+(figures in docs/model.md); long runs may want them higher
 (``vidpred tune`` searches 1e-5 to 1e-2). SAVP anneals the KL weight linearly from step 50k to 100k of
 300k; here annealing is off unless asked for (``loss.kl_anneal``). Note the KL here sums over a latent
 *map* (channels x pixels), SAVP's over an 8-d vector: per clip it weighs more.

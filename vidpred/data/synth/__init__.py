@@ -22,12 +22,9 @@ clip, and the frame composed from the parts); ``motion`` has the camera, ego spe
 are ``sky``, ``road`` (the ground), ``buildings``, ``roadside`` (posts, trees, lamps, signs) and
 ``vehicles`` (traffic and the ego car's hood); ``paint`` the low-level fills.
 
-Speed at 1280x720 @ 30 fps on ONE core (``python benchmarks/synth_speed.py --seconds 2``: process pinned
-to one CPU, libx264 ``preset=superfast crf=23 threads=1``, swscale ``threads=1``; Intel Xeon VM, 2 cores
-shared with other jobs, load ≈ 2.5): render alone 120 (urban) to 265 (highway) frames/s; render + RGB→yuv420p
-+ encode + mux 49-57 frames/s wall (50-73 CPU), mean 52.5 — about 1.75x real time, the slowest clip 1.6x.
-The encoder is most of it; ``veryfast`` gives ~35% smaller files but only ~1.05-1.5x real time there.
-At the default training size (320x180) it is ~7x real time.
+Speed: faster than real time at 1280x720 @ 30 fps on one core, the encoder most of it
+(``python benchmarks/synth_speed.py``; figures in ``benchmarks/results/synth_speed.json``). ``PRESET`` trades
+file size for that margin.
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ from .scene import _Scene
 
 __all__ = ["check_arguments", "parse_size", "render_frames", "render_clip", "synth_dataset"]
 
-PRESET = "superfast"   # veryfast: ~35% smaller files, but only ~1.3x real time at 720p on one busy core
+PRESET = "superfast"   # veryfast: smaller files, but barely real time at 720p on one busy core
 CRF = 23
 _SIZE_RE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
