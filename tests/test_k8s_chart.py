@@ -353,6 +353,22 @@ def test_submission_modes(submission, submission_rendered, tmp_path):
     assert proc.returncode == 0 and "ERROR" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def _notes(tmp_path, *args):
+    proc = kt.run_helm("install", "run1", str(CHART), "--namespace", "vidpred", "--dry-run=client", *args,
+                       tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_install_notes_follow_the_submission_mode_and_the_queue(tmp_path):
+    """What `helm install` prints next: the log command that works for the submission mode, the queue."""
+    plain = _notes(tmp_path, "-f", str(CHART / "ci" / "train-values.yaml"))
+    assert "vidpred cluster logs run1-vidpred -n vidpred --follow" in plain and "Kueue" not in plain
+    http = _notes(tmp_path, "-f", str(SPOT_VALUES), "--set", "job.submissionMode=HTTPMode")
+    assert "vidpred cluster logs" not in http and "ray job logs" in http
+    assert "Queued in the Kueue LocalQueue gpu-spot" in http
+
+
 def test_a_kept_cluster_without_ttl_renders(tmp_path):
     """shutdownAfterJobFinishes=false is allowed when the TTL is 0 (the cluster is kept until the RayJob is
     deleted), and then renders as asked."""
