@@ -353,6 +353,14 @@ def test_submission_modes(submission, submission_rendered, tmp_path):
     assert proc.returncode == 0 and "ERROR" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_numeric_queue_name_stays_a_string_label(mode, tmp_path):
+    """Label values are strings: a LocalQueue called 123 must not render as the YAML integer 123."""
+    _, objects = kt.render(tmp_path, "-f", str(CHART / "ci" / f"{mode}-values.yaml"),
+                           "--set", "autoscaling.enabled=false", "--set-string", "kueue.queueName=123")
+    assert ray_object(objects)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "123"
+
+
 def _notes(tmp_path, *args):
     proc = kt.run_helm("install", "run1", str(CHART), "--namespace", "vidpred", "--dry-run=client", *args,
                        tmp=tmp_path)
