@@ -123,11 +123,16 @@ def template(tmp: Path, *args: str, release: str = "run1", namespace: str = "vid
                     *args, tmp=tmp)
 
 
-def render_mode(tmp: Path, mode: str, *extra: str) -> tuple[str, list[dict]]:
-    """The chart rendered with ci/<mode>-values.yaml: (YAML text, objects)."""
-    proc = template(tmp, "-f", str(CHART / "ci" / f"{mode}-values.yaml"), *extra)
+def render(tmp: Path, *args: str) -> tuple[str, list[dict]]:
+    """The chart rendered with ARGS (``-f FILE``, ``--set K=V``…), which must succeed: (YAML text, objects)."""
+    proc = template(tmp, *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def render_mode(tmp: Path, mode: str, *extra: str) -> tuple[str, list[dict]]:
+    """The chart rendered with ci/<mode>-values.yaml: (YAML text, objects)."""
+    return render(tmp, "-f", str(CHART / "ci" / f"{mode}-values.yaml"), *extra)
 
 
 # --------------------------------------------------------------------------------------------- Python tools

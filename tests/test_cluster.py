@@ -138,6 +138,7 @@ def cli(argv, api=None):
 
 
 TRAIN_VALUES = str(CHART / "ci" / "train-values.yaml")
+SPOT_VALUES = str(CHART / "ci" / "spot-values.yaml")
 
 
 def rendered(name="run1", *args):
@@ -277,6 +278,33 @@ def test_submit_cluster_mode_creates_a_raycluster(recorder, api):
     assert kt.crd_errors(recorder.of("POST", RAYCLUSTERS)[0].body) == []
 
 
+def test_spot_values_pass_through_submit(capsys, recorder, api):
+    """The chart's spot values reach the RayJob `vidpred cluster submit` POSTs unchanged: the Kueue label on
+    the RayJob, the lifecycle fields, placement and grace period; --set overrides them as with helm."""
+    from vidpred.cluster.manifest import render
+
+    m = render("spot1", NS, values_files=[SPOT_VALUES], sets=["job.submissionMode=SidecarMode"])
+    job = m.ray_object
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-spot"
+    assert job["spec"]["submissionMode"] == "SidecarMode" and "submitterPodTemplate" not in job["spec"]
+    assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["ttlSecondsAfterFinished"]) == (172800, 3600)
+    (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert group["template"]["spec"]["terminationGracePeriodSeconds"] == 15
+    assert (group["minReplicas"], group["replicas"], group["maxReplicas"]) == (2, 2, 2)
+    for kind, path in (("ServiceAccount", f"{CORE}/serviceaccounts"), ("ConfigMap", f"{CORE}/configmaps"),
+                       ("NetworkPolicy", NETPOL)):
+        obj = m.of_kind(kind)[0]
+        recorder.on("POST", path, created(obj)).on("PATCH", f"{path}/{obj['metadata']['name']}", (200, obj))
+    (recorder.on("GET", f"{RAYJOBS}/spot1", not_found("rayjobs.ray.io", "spot1"))
+     .on("GET", f"{RAYCLUSTERS}/spot1", not_found("rayclusters.ray.io", "spot1"))
+     .on("POST", RAYJOBS, created(job)))
+    rc = cli(["submit", "--name", "spot1", "-n", NS, "-f", SPOT_VALUES, "--set", "job.submissionMode=SidecarMode"],
+             api=api)
+    assert rc == 0, capsys.readouterr()
+    (posted,) = recorder.of("POST", RAYJOBS)
+    assert posted.body == job and kt.crd_errors(posted.body) == []
+
+
 def test_submit_refuses_an_existing_job_and_touches_nothing(capsys, recorder, api):
     existing = {**rendered("run1").ray_object, "status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}}
     recorder.on("GET", f"{RAYJOBS}/run1", (200, existing))
@@ -340,8 +368,9 @@ def test_missing_kuberay_crds_are_explained(recorder, api):
 
 # --------------------------------------------------------------------------------------------- status / logs / delete
 
-def job_with(status: dict) -> tuple[int, dict]:
-    obj = rendered("run1").ray_object
+def job_with(status: dict, *sets: str) -> tuple[int, dict]:
+    """The RayJob run1 as the API server returns it: the chart's (with helm --set SETS) plus a status."""
+    obj = rendered("run1", *sets).ray_object
     return 200, {**obj, "metadata": {**obj["metadata"], "uid": "u1"}, "status": status}
 
 
@@ -369,6 +398,34 @@ def test_status_watch_follows_the_job_to_its_end(final, rc, capsys, recorder, ap
     assert states == [("Initializing", "-"), ("Running", "PENDING"), ("Running", "RUNNING"),
                       ("Complete" if rc == 0 else "Failed", final)]  # each state once
     assert len(recorder.of("GET")) == 5
+
+
+def test_watch_waits_while_kueue_holds_the_job(capsys, recorder, api):
+    """With kueue.queueName the RayJob starts suspended (Kueue's webhook) and KubeRay reports Suspended until
+    Kueue admits it: that is a queue, not an end. The watch follows it to the real end."""
+    queued = ("kueue.queueName=gpu-spot",)
+    recorder.on("GET", f"{RAYJOBS}/run1",
+                job_with({"jobDeploymentStatus": "Initializing"}, *queued),
+                job_with({"jobDeploymentStatus": "Suspended"}, *queued),
+                job_with({"jobDeploymentStatus": "Suspended"}, *queued),
+                job_with({"jobDeploymentStatus": "New"}, *queued),
+                job_with({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, *queued),
+                job_with({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, *queued))
+    assert cli(["status", "run1", "-n", NS, "--watch", "--interval", "0"], api=api) == 0
+    out = capsys.readouterr().out
+    assert re.findall(r"deployment (\w+), job (\S+)", out) == [
+        ("Initializing", "-"), ("Suspended", "-"), ("New", "-"), ("Running", "RUNNING"), ("Complete", "SUCCEEDED")]
+    assert "kueue queue: gpu-spot (suspended until Kueue admits it)" in out
+    assert len(recorder.of("GET")) == 6
+
+
+def test_a_suspended_job_outside_kueue_ends_the_watch(capsys, recorder, api):
+    """Without the queue label nothing resumes a suspended RayJob by itself: the watch stops there (exit 1)."""
+    recorder.on("GET", f"{RAYJOBS}/run1", job_with({"jobDeploymentStatus": "Suspended"}),
+                job_with({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}))
+    assert cli(["status", "run1", "-n", NS, "--watch", "--interval", "0"], api=api) == 1
+    assert "kueue" not in capsys.readouterr().out
+    assert len(recorder.of("GET")) == 1
 
 
 def test_status_of_a_raycluster(capsys, recorder, api):
@@ -417,6 +474,35 @@ def test_logs_of_the_head(capsys, recorder, api):
     assert recorder.of("GET", f"{CORE}/pods")[0].query == {"labelSelector": head_selector}
     assert recorder.of("GET", f"{CORE}/pods/run1-abcde-head-q8x9z/log")[0].query == {"container": "ray-head",
                                                                                      "follow": "false"}
+
+
+def test_logs_in_sidecar_mode_read_the_submitter_container_of_the_head(capsys, recorder, api):
+    """job.submissionMode=SidecarMode: KubeRay runs the submitter as a container of the head pod."""
+    recorder.on("GET", f"{RAYJOBS}/run1", job_with({"jobDeploymentStatus": "Running", "rayClusterName": "run1-abcde"},
+                                                   "job.submissionMode=SidecarMode"))
+    recorder.on("GET", f"{CORE}/pods", pod_list("run1-abcde-head-q8x9z"))
+    recorder.on("GET", f"{CORE}/pods/run1-abcde-head-q8x9z/log", (200, "[vidpred] step 5 g=0.41\n"))
+    assert cli(["logs", "run1", "-n", NS], api=api) == 0
+    assert capsys.readouterr().out == "[vidpred] step 5 g=0.41\n"
+    head_selector = "ray.io/cluster=run1-abcde,ray.io/node-type=head"
+    assert recorder.of("GET", f"{CORE}/pods")[0].query == {"labelSelector": head_selector}
+    assert recorder.of("GET", f"{CORE}/pods/run1-abcde-head-q8x9z/log")[0].query == {"container": "ray-job-submitter",
+                                                                                     "follow": "false"}
+
+
+def test_logs_in_http_mode_say_where_the_log_is(capsys, recorder, api):
+    """job.submissionMode=HTTPMode has no submitter: no pod is guessed at; the message names the way to the
+    driver's log, and --head still reads the head pod."""
+    recorder.on("GET", f"{RAYJOBS}/run1", job_with({"jobDeploymentStatus": "Running", "rayClusterName": "run1-abcde",
+                                                    "jobId": "run1-7xk2p"}, "job.submissionMode=HTTPMode"))
+    recorder.on("GET", f"{CORE}/pods", pod_list("run1-abcde-head-q8x9z"))
+    recorder.on("GET", f"{CORE}/pods/run1-abcde-head-q8x9z/log", (200, "ray head up\n"))
+    assert cli(["logs", "run1", "-n", NS], api=api) == 2
+    err = capsys.readouterr().err
+    assert "submitted in HTTPMode" in err and "ray job logs run1-7xk2p" in err and "--head" in err
+    assert recorder.of("GET", f"{CORE}/pods") == []
+    assert cli(["logs", "run1", "-n", NS, "--head"], api=api) == 0
+    assert capsys.readouterr().out == "ray head up\n"
 
 
 def test_logs_before_the_submitter_exists(capsys, recorder, api):

@@ -28,6 +28,25 @@ def rendered(tmp_path_factory):
     return {mode: kt.render_mode(tmp, mode) for mode in MODES}
 
 
+SPOT_VALUES = CHART / "ci" / "spot-values.yaml"
+SUBMISSION_MODES = ("K8sJobMode", "SidecarMode", "HTTPMode")
+
+
+@pytest.fixture(scope="module")
+def spot_rendered(tmp_path_factory):
+    """mode → (YAML text, objects) of ci/spot-values.yaml rendered in that mode (--set mode=…)."""
+    tmp = tmp_path_factory.mktemp("render-spot")
+    return {mode: kt.render(tmp, "-f", str(SPOT_VALUES), "--set", f"mode={mode}") for mode in MODES}
+
+
+@pytest.fixture(scope="module")
+def submission_rendered(tmp_path_factory):
+    """job.submissionMode → (YAML text, objects) of ci/train-values.yaml rendered with it."""
+    tmp = tmp_path_factory.mktemp("render-submission")
+    return {sm: kt.render(tmp, "-f", str(CHART / "ci" / "train-values.yaml"), "--set", f"job.submissionMode={sm}")
+            for sm in SUBMISSION_MODES}
+
+
 def merged(base, over):
     out = dict(base)
     for k, v in over.items():
@@ -214,15 +233,158 @@ def test_crd_check_catches_a_misspelt_field(rendered):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_rendered_yaml_lints(mode, rendered):
+def test_rendered_yaml_lints(mode, rendered, spot_rendered, submission_rendered):
     from yamllint import linter
     from yamllint.config import YamlLintConfig
 
     conf = YamlLintConfig("extends: default\nrules: {line-length: {max: 250}, document-start: disable, "
                           "indentation: {indent-sequences: whatever}, comments: {min-spaces-from-content: 1}}")
-    text, _ = rendered[mode]
-    problems = [f"{p.line}: {p.desc}" for p in linter.run(text, conf) if p.level == "error"]
-    assert problems == []
+    texts = {"ci": rendered[mode][0], "spot": spot_rendered[mode][0]}
+    if mode == "train":
+        texts.update({sm: text for sm, (text, _) in submission_rendered.items()})
+    for which, text in texts.items():
+        problems = [f"{p.line}: {p.desc}" for p in linter.run(text, conf) if p.level == "error"]
+        assert problems == [], which
+
+
+# --------------------------------------------------------------------------------------------- spot pools, lifecycle, Kueue
+
+def _on_demand_only(affinity):
+    """The node-affinity terms that keep a pod off GKE spot nodes."""
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    return [e for t in terms for e in t["matchExpressions"]
+            if e == {"key": "cloud.google.com/gke-spot", "operator": "DoesNotExist"}]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_spot_values_lint_strict(mode, tmp_path):
+    proc = kt.run_helm("lint", "--strict", str(CHART), "-f", str(SPOT_VALUES), "--set", f"mode={mode}", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_spot_values_put_workers_on_spot_and_the_head_on_demand(mode, spot_rendered):
+    """ci/spot-values.yaml: GPU workers select and tolerate GKE spot nodes (the NVIDIA toleration kept), get
+    the values' grace period, form a fixed group (min = max = replicas); the head (num-cpus 0) and the
+    submitter must land off spot nodes; the Ray object carries the Kueue queue label."""
+    _, objects = spot_rendered[mode]
+    values = yaml.safe_load(SPOT_VALUES.read_text())
+    ray = ray_object(objects)
+    assert ray["kind"] == RAY_KINDS[mode]
+    assert ray["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-spot"
+    for _, tpl in kt.pod_templates(ray):  # the queue is the Ray object's, not its pods'
+        assert "kueue.x-k8s.io/queue-name" not in tpl["metadata"]["labels"]
+    spec = cluster_spec(ray)
+    assert spec["enableInTreeAutoscaling"] is False
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert _on_demand_only(head["template"]["spec"]["affinity"])
+    (group,) = spec["workerGroupSpecs"]
+    worker = group["template"]["spec"]
+    assert group["minReplicas"] == group["replicas"] == group["maxReplicas"] == 2
+    assert worker["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert worker["affinity"] == values["worker"]["affinity"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in worker["tolerations"]
+    assert {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true",
+            "effect": "NoSchedule"} in worker["tolerations"]
+    assert worker["terminationGracePeriodSeconds"] == 15
+    assert "terminationGracePeriodSeconds" not in head["template"]["spec"]  # the head keeps Kubernetes' default
+    cm = next(o for o in objects if o["kind"] == "ConfigMap")
+    cfg = yaml.safe_load(cm["data"]["config.yaml"])["train"]
+    assert cfg["num_workers"] == 16 and cfg["max_failures"] == 50
+    if ray["kind"] == "RayJob":
+        s = ray["spec"]
+        assert (s["submissionMode"], s["shutdownAfterJobFinishes"], s["ttlSecondsAfterFinished"],
+                s["activeDeadlineSeconds"], s["backoffLimit"]) == ("K8sJobMode", True, 3600, 172800, 0)
+        submitter = s["submitterPodTemplate"]["spec"]
+        assert _on_demand_only(submitter["affinity"])
+        assert "tolerations" not in submitter and "nodeSelector" not in submitter
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_spot_values_match_the_kuberay_crds(mode, spot_rendered):
+    assert kt.crd_errors(ray_object(spot_rendered[mode][1])) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_spot_values_kubernetes_validate_strict(mode, spot_rendered, tmp_path):
+    _, objects = spot_rendered[mode]
+    pods = kt.lifted_pods(objects)
+    path = kt.write_docs(tmp_path / f"spot-{mode}.yaml", objects + pods)
+    proc = subprocess.run([kt.kubernetes_validate(), "--strict", "-k", kt.KUBE_VERSION, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert len(re.findall(r"passed for resource (\S+)", out)) == len(objects) - 1 + len(pods), out
+    assert "ERROR" not in out
+
+
+def test_default_lifecycle_and_placement_are_unchanged(rendered):
+    """The defaults render what the chart rendered before these values existed: K8sJobMode with the submitter
+    pod, no queue label, no placement for the submitter, Kubernetes' own 30 s grace period for workers."""
+    _, objects = rendered["train"]
+    job = ray_object(objects)
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    assert job["spec"]["submissionMode"] == "K8sJobMode"
+    submitter = job["spec"]["submitterPodTemplate"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity"} & set(submitter)
+    (group,) = cluster_spec(job)["workerGroupSpecs"]
+    assert group["template"]["spec"]["terminationGracePeriodSeconds"] == 30
+
+
+@pytest.mark.parametrize("submission", SUBMISSION_MODES)
+def test_submission_modes(submission, submission_rendered, tmp_path):
+    """Each submission mode renders a RayJob the CRD accepts; only K8sJobMode has a submitter pod template
+    (KubeRay refuses one in SidecarMode; HTTPMode has no submitter). The pods still pass kubernetes-validate."""
+    _, objects = submission_rendered[submission]
+    job = ray_object(objects)
+    assert job["spec"]["submissionMode"] == submission
+    assert kt.crd_errors(job) == []
+    assert ("submitterPodTemplate" in job["spec"]) is (submission == "K8sJobMode")
+    roles = [role for role, _ in kt.pod_templates(job)]
+    assert roles == ["head", "worker-gpu"] + (["submitter"] if submission == "K8sJobMode" else [])
+    if submission == "SidecarMode":  # KubeRay: the head pod's restartPolicy must be Never or unset
+        assert "restartPolicy" not in cluster_spec(job)["headGroupSpec"]["template"]["spec"]
+    pods = kt.lifted_pods(objects)
+    path = kt.write_docs(tmp_path / f"{submission}.yaml", objects + pods)
+    proc = subprocess.run([kt.kubernetes_validate(), "--strict", "-k", kt.KUBE_VERSION, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ERROR" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_numeric_queue_name_stays_a_string_label(mode, tmp_path):
+    """Label values are strings: a LocalQueue called 123 must not render as the YAML integer 123."""
+    _, objects = kt.render(tmp_path, "-f", str(CHART / "ci" / f"{mode}-values.yaml"),
+                           "--set", "autoscaling.enabled=false", "--set-string", "kueue.queueName=123")
+    assert ray_object(objects)["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "123"
+
+
+def _notes(tmp_path, *args):
+    proc = kt.run_helm("install", "run1", str(CHART), "--namespace", "vidpred", "--dry-run=client", *args,
+                       tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_install_notes_follow_the_submission_mode_and_the_queue(tmp_path):
+    """What `helm install` prints next: the log command that works for the submission mode, the queue."""
+    plain = _notes(tmp_path, "-f", str(CHART / "ci" / "train-values.yaml"))
+    assert "vidpred cluster logs run1-vidpred -n vidpred --follow" in plain and "Kueue" not in plain
+    http = _notes(tmp_path, "-f", str(SPOT_VALUES), "--set", "job.submissionMode=HTTPMode")
+    assert "vidpred cluster logs" not in http and "ray job logs" in http
+    assert "Queued in the Kueue LocalQueue gpu-spot" in http
+
+
+def test_a_kept_cluster_without_ttl_renders(tmp_path):
+    """shutdownAfterJobFinishes=false is allowed when the TTL is 0 (the cluster is kept until the RayJob is
+    deleted), and then renders as asked."""
+    _, objects = kt.render(tmp_path, "-f", str(CHART / "ci" / "train-values.yaml"),
+                           "--set", "job.shutdownAfterJobFinishes=false", "--set", "job.ttlSecondsAfterFinished=0")
+    job = ray_object(objects)
+    assert job["spec"]["shutdownAfterJobFinishes"] is False and job["spec"]["ttlSecondsAfterFinished"] == 0
+    assert kt.crd_errors(job) == []
 
 
 # --------------------------------------------------------------------------------------------- values schema
@@ -246,6 +408,25 @@ BAD_VALUES = [
     ("more GPU workers than GPUs", ["--set", "config.train.num_workers=4"],
      "config.train.num_workers × gpus_per_worker = 4 GPUs, but the worker group can have at most 1"),
     ("data URI in config", ["--set", "config.data.uri=s3://other/x"], "set the dataset through storage.dataUri"),
+    ("unknown submission mode", ["--set", "job.submissionMode=InteractiveMode"],
+     "at '/job/submissionMode': value must be one of 'K8sJobMode', 'SidecarMode', 'HTTPMode'"),
+    ("deadline beyond int32", ["--set", "job.activeDeadlineSeconds=3000000000"], "at '/job/activeDeadlineSeconds': maximum"),
+    ("zero deadline", ["--set", "job.activeDeadlineSeconds=0"], "at '/job/activeDeadlineSeconds': minimum: got 0, want 1"),
+    ("negative TTL", ["--set", "job.ttlSecondsAfterFinished=-1"], "at '/job/ttlSecondsAfterFinished': minimum: got -1"),
+    ("TTL on a kept cluster", ["--set", "job.shutdownAfterJobFinishes=false"],
+     "job.ttlSecondsAfterFinished (600) needs job.shutdownAfterJobFinishes=true"),
+    ("misspelt submitter placement", ["--set", "job.submitter.nodeselector.pool=on-demand"],
+     "at '/job/submitter': additional properties 'nodeselector' not allowed"),
+    ("Kueue queue not a label value", ["--set", "kueue.queueName=Team_A"], "at '/kueue/queueName'"),
+    ("Kueue with the autoscaler", ["--set", "kueue.queueName=gpu", "--set", "autoscaling.enabled=true"],
+     "kueue.queueName (gpu) with autoscaling.enabled"),
+    ("Kueue with a kept cluster", ["--set", "kueue.queueName=gpu", "--set", "job.shutdownAfterJobFinishes=false",
+                                   "--set", "job.ttlSecondsAfterFinished=0"],
+     "kueue.queueName (gpu) with job.shutdownAfterJobFinishes=false"),
+    ("negative grace period", ["--set", "worker.terminationGracePeriodSeconds=-1"],
+     "at '/worker/terminationGracePeriodSeconds': minimum: got -1, want 0"),
+    ("spot values, min above max", ["-f", str(SPOT_VALUES), "--set", "worker.minReplicas=3"],
+     "worker.minReplicas (3) is greater than worker.maxReplicas (2)"),
 ]
 
 
@@ -279,12 +460,12 @@ def _checkov(args, tmp_path):
     return kt.checkov_json(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else []
 
 
-def test_checkov_passes_on_rendered_manifests_and_their_pods(rendered, tmp_path):
+def test_checkov_passes_on_rendered_manifests_and_their_pods(rendered, spot_rendered, submission_rendered, tmp_path):
     """checkov's Kubernetes checks on every rendered object and on each pod KubeRay will make (lifted out of the
-    RayJob/RayCluster, where checkov does not look). Each skipped check carries its reason in the chart."""
+    RayJob/RayCluster, where checkov does not look): the ci values of each mode, the spot values in each mode,
+    each submission mode. Each skipped check carries its reason in the chart."""
     docs = []
-    for mode in MODES:
-        _, objects = rendered[mode]
+    for _, objects in [*rendered.values(), *spot_rendered.values(), *submission_rendered.values()]:
         docs += [o for o in objects if o["kind"] not in ("RayJob", "RayCluster")] + kt.lifted_pods(objects)
     for i, d in enumerate(docs):  # unique names across the modes
         d["metadata"]["name"] = f"{d['metadata']['name']}-{i}"

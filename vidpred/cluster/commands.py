@@ -135,7 +135,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _watch_args(st)
     st.set_defaults(cluster_func=_status)
 
-    lg = sub.add_parser("logs", help="the driver's log (the job submitter pod), or the head pod's with --head")
+    lg = sub.add_parser("logs", help="the driver's log (the job submitter's pod, or in SidecarMode its container in "
+                                     "the head pod), or the head pod's with --head")
     lg.add_argument("name")
     lg.add_argument("--follow", "-F", action="store_true", help="keep streaming until the pod ends")
     lg.add_argument("--head", action="store_true", help="the head pod's ray-head container instead")

@@ -8,8 +8,10 @@ Objects and calls:
   ServiceAccount, ConfigMap   CoreV1Api  (/api/v1/namespaces/NS/serviceaccounts, …/configmaps)
   NetworkPolicy               NetworkingV1Api  (/apis/networking.k8s.io/v1/namespaces/NS/networkpolicies)
   RayJob, RayCluster          CustomObjectsApi  (/apis/ray.io/v1/namespaces/NS/rayjobs, …/rayclusters)
-  driver log                  the pod KubeRay's submitter Job runs (label batch.kubernetes.io/job-name=NAME,
-                              container ray-job-submitter), or with head=True the head pod's ray-head container
+  driver log                  RayJob submissionMode K8sJobMode: the pod KubeRay's submitter Job runs (label
+                              batch.kubernetes.io/job-name=NAME, container ray-job-submitter); SidecarMode: the
+                              head pod's ray-job-submitter container; HTTPMode: no pod has it (ray job logs);
+                              with head=True the head pod's ray-head container
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vidpred import config as config_mod
@@ -29,6 +31,9 @@ FINAL_DEPLOYMENT = {"Complete", "Failed", "Suspended", "ValidationFailed"}
 FINAL_JOB = {"SUCCEEDED", "FAILED", "STOPPED"}
 SUBMITTER_CONTAINER = "ray-job-submitter"
 HEAD_CONTAINER = "ray-head"
+# The label that queues a RayJob / RayCluster in Kueue (chart value kueue.queueName). Kueue keeps such an
+# object suspended until it admits it: "Suspended" then means queued, not finished.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
 def kubeconfig_path(explicit: str | None = None) -> str | None:
@@ -156,10 +161,31 @@ class Status:
     name: str
     namespace: str
     status: dict[str, Any]
+    spec: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def queue(self) -> str | None:
+        """The Kueue LocalQueue the object was submitted to, if any."""
+        return self.labels.get(KUEUE_QUEUE_LABEL) or None
+
+    @property
+    def queued(self) -> bool:
+        """Suspended by Kueue, waiting for admission (or re-admission after Kueue preempted it)."""
+        suspended = (self.status.get("jobDeploymentStatus") in ("Suspending", "Suspended") if self.kind == "RayJob"
+                     else self.status.get("state") == "suspended")
+        return suspended and self.queue is not None
+
+    @property
+    def submission_mode(self) -> str:
+        """A RayJob's spec.submissionMode (KubeRay's default when absent: K8sJobMode)."""
+        return self.spec.get("submissionMode") or "K8sJobMode"
 
     @property
     def finished(self) -> bool:
         s = self.status
+        if self.queued:
+            return False
         if self.kind == "RayJob":
             return s.get("jobDeploymentStatus") in FINAL_DEPLOYMENT
         return s.get("state") in {"failed", "suspended"}
@@ -169,6 +195,11 @@ class Status:
         if self.kind == "RayJob":
             return self.status.get("jobStatus") == "SUCCEEDED"
         return self.status.get("state") == "ready"
+
+    def _queue_lines(self) -> list[str]:
+        if not self.queue:
+            return []
+        return [f"  kueue queue: {self.queue}" + (" (suspended until Kueue admits it)" if self.queued else "")]
 
     def summary(self) -> str:
         s = self.status
@@ -180,6 +211,7 @@ class Status:
                                ("reason", "reason"), ("message", "message")):
                 if s.get(key):
                     lines.append(f"  {label}: {s[key]}")
+            lines += self._queue_lines()
             return "\n".join(lines)
         lines = [f"raycluster {self.name} (namespace {self.namespace}): {s.get('state') or 'pending'}, workers "
                  f"{s.get('readyWorkerReplicas', 0)}/{s.get('desiredWorkerReplicas', 0)} ready"]
@@ -188,6 +220,7 @@ class Status:
             lines.append(f"  head: {head.get('serviceIP') or head.get('podIP')}")
         if s.get("reason"):
             lines.append(f"  reason: {s['reason']}")
+        lines += self._queue_lines()
         return "\n".join(lines)
 
 
@@ -195,7 +228,8 @@ def status(api, name: str, namespace: str) -> Status:
     obj = get_ray_object(api, name, namespace)
     if obj is None:
         raise ClusterError(f"no RayJob or RayCluster {name!r} in namespace {namespace!r}")
-    return Status(kind=obj["kind"], name=name, namespace=namespace, status=obj.get("status") or {})
+    return Status(kind=obj["kind"], name=name, namespace=namespace, status=obj.get("status") or {},
+                  spec=obj.get("spec") or {}, labels=(obj.get("metadata") or {}).get("labels") or {})
 
 
 def watch(api, name: str, namespace: str, *, interval: float = 10.0, timeout: float | None = None,
@@ -310,17 +344,28 @@ def delete(api, name: str, namespace: str, *, on_deleted: Callable[[str], None] 
 # --------------------------------------------------------------------------------------------- logs
 
 def log_pod(api, name: str, namespace: str, *, head: bool = False) -> tuple[str, str]:
-    """(pod, container) holding the driver's output: the submitter pod of a RayJob, or the head pod
-    (``head=True``, and always for a RayCluster)."""
+    """(pod, container) holding the driver's output: a RayJob's submitter — its own pod in K8sJobMode, a
+    container of the head pod in SidecarMode — or the head pod's ray-head container (``head=True``, and
+    always for a RayCluster). HTTPMode has no submitter: refused with where the log is instead."""
     from kubernetes.client.exceptions import ApiException
 
     core, _ = _apis(api)
     st = status(api, name, namespace)
-    if st.kind == "RayCluster" or head:
+    submitter = st.kind == "RayJob" and not head
+    if submitter and st.submission_mode not in ("K8sJobMode", "SidecarMode"):
+        job_id = st.status.get("jobId") or "<ray job id>"
+        raise ClusterError(
+            f"rayjob {name} is submitted in {st.submission_mode}: the operator submits it over the dashboard's "
+            f"API and no pod prints the driver's log. Read it through the dashboard (kubectl -n {namespace} "
+            f"port-forward service/{name}-head-svc 8265:8265, then ray job logs {job_id} --address "
+            "http://127.0.0.1:8265 --follow, with RAY_AUTH_TOKEN set under token auth), or the head pod's own "
+            "log with --head")
+    if st.kind == "RayCluster" or head or st.submission_mode == "SidecarMode":
         cluster = name if st.kind == "RayCluster" else st.status.get("rayClusterName")
         if not cluster:
             raise ClusterError(f"rayjob {name} has no RayCluster yet ({st.summary()})")
-        selectors, container = [f"ray.io/cluster={cluster},ray.io/node-type=head"], HEAD_CONTAINER
+        selectors = [f"ray.io/cluster={cluster},ray.io/node-type=head"]
+        container = SUBMITTER_CONTAINER if submitter else HEAD_CONTAINER
     else:
         selectors = [f"batch.kubernetes.io/job-name={name}", f"job-name={name}"]
         container = SUBMITTER_CONTAINER

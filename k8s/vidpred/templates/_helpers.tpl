@@ -100,6 +100,37 @@ GPUs than the worker group can ever have (Ray Train would wait for them forever)
 {{- toYaml $cfg -}}
 {{- end -}}
 
+{{/* Queueing and the RayJob's lifecycle ----------------------------------------------------------------- */}}
+
+{{/*
+The Kueue LocalQueue the RayJob / RayCluster is submitted to (kueue.queueName), or nothing. Refuses what
+Kueue's RayJob / RayCluster integrations document as unsupported: the in-tree autoscaler (Kueue admits a fixed
+set of pods and reserves quota for them), and a RayJob that keeps its cluster after the job (Kueue does not
+admit it; KubeRay refuses to suspend it).
+*/}}
+{{- define "vidpred.kueueQueue" -}}
+{{- with .Values.kueue.queueName -}}
+{{- if $.Values.autoscaling.enabled -}}
+{{- fail (printf "kueue.queueName (%s) with autoscaling.enabled: Kueue admits a fixed set of pods and needs KubeRay's in-tree autoscaler off; set autoscaling.enabled=false (the worker group then has worker.replicas pods)" .) -}}
+{{- end -}}
+{{- if and (ne $.Values.mode "cluster") (not $.Values.job.shutdownAfterJobFinishes) -}}
+{{- fail (printf "kueue.queueName (%s) with job.shutdownAfterJobFinishes=false: Kueue admits a RayJob only when its cluster is deleted at the end; set job.shutdownAfterJobFinishes=true" .) -}}
+{{- end -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+RayJob lifecycle combinations KubeRay's validation refuses (the RayJob would end as ValidationFailed, after
+it was created): refused here, before anything reaches the cluster. Renders nothing.
+*/}}
+{{- define "vidpred.jobLifecycleChecks" -}}
+{{- $j := .Values.job -}}
+{{- if and (not $j.shutdownAfterJobFinishes) (gt (int $j.ttlSecondsAfterFinished) 0) -}}
+{{- fail (printf "job.ttlSecondsAfterFinished (%d) needs job.shutdownAfterJobFinishes=true: it is how long the finished cluster is kept before it is deleted, and KubeRay refuses a RayJob that keeps its cluster and has one; set job.ttlSecondsAfterFinished=0 to keep the cluster" (int $j.ttlSecondsAfterFinished)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Pods --------------------------------------------------------------------------------------------------- */}}
 
 {{- define "vidpred.podSecurityContext" -}}
@@ -306,6 +337,8 @@ workerGroupSpecs:
       spec:
         serviceAccountName: {{ include "vidpred.serviceAccountName" . }}
         automountServiceAccountToken: false
+        # SIGTERM → SIGKILL when the pod is evicted or its node shuts down (a spot reclaim, a drain)
+        terminationGracePeriodSeconds: {{ .Values.worker.terminationGracePeriodSeconds }}
         securityContext:
           {{- include "vidpred.podSecurityContext" . | nindent 10 }}
         {{- with .Values.imagePullSecrets }}
