@@ -18,14 +18,16 @@ Encoder and decoder are U-Net halves of ``model.blocks`` conv blocks per resolut
 * Skip connections come from the input frame ``x_{t-1}`` while it is a context frame; during the
   future steps they stay those of the last context frame (as in SVG), so training (teacher forcing)
   and inference (own predictions fed back) decode with the same skips.
-* Training (``use_posterior=True``): every input is ground truth (teacher forcing) and every z comes
-  from the posterior. The context steps warm up the state; only the ``future`` steps are decoded and
-  returned. ``kl`` is averaged over all steps ``1 .. T-1`` (context steps included: their z feed the
+* ``forward`` runs two phases. **Observe** (the context, steps ``1 .. context-1``): ground truth in, z
+  from the posterior (the target frame is known), nothing decoded: these steps only warm up the state.
+  **Imagine** (the future, steps ``context .. context+future-1``): each step is decoded and returned.
+* Training (``teacher_forcing=True``): the imagined steps read the ground truth too and draw z from the
+  posterior. ``kl`` is averaged over all steps ``1 .. T-1`` (context steps included: their z feed the
   state too).
-* Inference (``use_posterior=False`` / :meth:`Generator.predict`): only the context frames are read.
-  Inside the context the target frame is known, so z still comes from the posterior there (as SVG's
-  generation does); in the future steps z comes from the learned prior and the model feeds its own
-  predictions back. ``kl`` then covers the context steps only (zero when ``context == 1``).
+* Inference (``teacher_forcing=False`` / :meth:`Generator.predict`): only the context frames are read.
+  The context is observed as in training (z from the posterior, as SVG's generation does); in the future
+  z comes from the learned prior and the model feeds its own predictions back. ``kl`` then covers the
+  context steps only (zero when ``context == 1``).
 """
 
 from __future__ import annotations
@@ -155,51 +157,84 @@ class Generator(nn.Module):
         e, skips = self.encoder(frames.flatten(0, 1))
         return e.unflatten(0, bt), [s.unflatten(0, bt) for s in skips]
 
-    def forward(self, frames: Tensor, context: int, use_posterior: bool = True, future: int | None = None) -> GenOutput:
-        """frames [B, T, 3, H, W] in [-1, 1].
+    def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None) -> GenOutput:
+        """frames [B, T, 3, H, W] in [-1, 1]: :meth:`_observe` the context, then :meth:`_imagine` the future.
 
-        use_posterior=True (training): T must equal context + future (future defaults to T - context).
-        use_posterior=False (inference): only frames[:, :context] are read; ``future`` (default
+        teacher_forcing=True (training): the future steps read the ground truth too, so T must equal
+        context + future (future defaults to T - context).
+        teacher_forcing=False (inference): only frames[:, :context] are read; ``future`` (default
         T - context) steps are predicted from the prior, feeding predictions back.
+        Either way the context steps draw z from the posterior: their target frame is known.
         """
         self._check_frames(frames)
-        batch, t_total = frames.shape[:2]
+        t_total = frames.shape[1]
         future = t_total - context if future is None else future
         if context < 1 or future < 1:
             raise ValueError(f"need context >= 1 and future >= 1; got context={context}, future={future} (T={t_total})")
-        if use_posterior and t_total != context + future:
-            raise ValueError(f"use_posterior=True needs the ground truth of every step: T={t_total} != "
+        if teacher_forcing and t_total != context + future:
+            raise ValueError(f"teacher_forcing=True needs the ground truth of every step: T={t_total} != "
                              f"context + future = {context} + {future}")
         if t_total < context:
             raise ValueError(f"got {t_total} frames, fewer than context={context}")
 
-        seen = t_total if use_posterior else context  # frames whose ground truth the model may read
+        seen = t_total if teacher_forcing else context  # frames whose ground truth the model may read
         e_seen, skips_seen = self._encode(frames[:, :seen])
-        h = torch.zeros_like(e_seen[:, 0])  # the dynamics' output: what prior, posterior and decoder read
-        states = self.dynamics.zero_state(h)
-        preds: list[Tensor] = []
-        kls: list[Tensor] = []
-        for t in range(1, context + future):  # predict frame t from frames < t
-            if t - 1 < seen:
-                e, previous = e_seen[:, t - 1], frames[:, t - 1]
-            else:
-                previous = preds[-1]  # own prediction fed back
-                e, _ = self.encoder(previous)
-            if t - 1 < context:
-                skips = [s[:, t - 1] for s in skips_seen]  # afterwards: frozen at the last context frame
-            e_and_state = torch.cat([e, h], dim=1)
-            mu_p, logvar_p = self.prior(e_and_state).chunk(2, dim=1)
-            if t < seen:
-                mu_q, logvar_q = self.posterior(torch.cat([e_and_state, e_seen[:, t]], dim=1)).chunk(2, dim=1)
-                z = reparameterize(mu_q, logvar_q)
-                kls.append(gaussian_kl(mu_q, logvar_q, mu_p, logvar_p))
-            else:
-                z = reparameterize(mu_p, logvar_p)
-            h, states = self.dynamics(torch.cat([e, z], dim=1), states)
-            if t >= context:  # context steps only warm up the state; nothing to decode
-                preds.append(self.decoder(h, skips, previous))
+        h, states, context_kls = self._observe(e_seen, context)
+        preds, future_kls = self._imagine(frames, e_seen, skips_seen, h, states, context, future, teacher_forcing)
+        kls = context_kls + future_kls
         kl = torch.stack(kls).mean() if kls else frames.new_zeros(())
         return GenOutput(pred=torch.stack(preds, dim=1), kl=kl)
+
+    def _latent_step(self, e: Tensor, h: Tensor, states: list[tuple[Tensor, ...]], target: Tensor | None
+                     ) -> tuple[Tensor, list[tuple[Tensor, ...]], Tensor | None]:
+        """One step of the recurrence from the input frame's features ``e`` and the dynamics' output ``h``:
+        z from the posterior when ``target`` (the features of the frame to predict) is given, with
+        KL(posterior || prior); else z from the prior and no KL. Returns (h, states, kl or None)."""
+        e_and_state = torch.cat([e, h], dim=1)
+        mu_p, logvar_p = self.prior(e_and_state).chunk(2, dim=1)
+        kl = None
+        if target is not None:
+            mu_q, logvar_q = self.posterior(torch.cat([e_and_state, target], dim=1)).chunk(2, dim=1)
+            z = reparameterize(mu_q, logvar_q)
+            kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
+        else:
+            z = reparameterize(mu_p, logvar_p)
+        h, states = self.dynamics(torch.cat([e, z], dim=1), states)
+        return h, states, kl
+
+    def _observe(self, e_seen: Tensor, context: int) -> tuple[Tensor, list[tuple[Tensor, ...]], list[Tensor]]:
+        """The context, steps t = 1 .. context-1: ground truth in, z from the posterior (x_t is known). These
+        steps only warm up the state; nothing is decoded. Returns (h, states, KL per step)."""
+        h = torch.zeros_like(e_seen[:, 0])  # the dynamics' output: what prior, posterior and decoder read
+        states = self.dynamics.zero_state(h)
+        kls = []
+        for t in range(1, context):
+            h, states, kl = self._latent_step(e_seen[:, t - 1], h, states, e_seen[:, t])
+            kls.append(kl)
+        return h, states, kls
+
+    def _imagine(self, frames: Tensor, e_seen: Tensor, skips_seen: list[Tensor], h: Tensor,
+                 states: list[tuple[Tensor, ...]], context: int, future: int, teacher_forcing: bool
+                 ) -> tuple[list[Tensor], list[Tensor]]:
+        """The future, steps t = context .. context+future-1, each decoded. The first reads the last context
+        frame; after it, teacher forcing reads the ground truth and draws z from the posterior, free running
+        reads its own previous prediction and draws z from the prior. The skips stay those of the last context
+        frame throughout. Returns (predictions, KL per step: empty when free running)."""
+        skips = [s[:, context - 1] for s in skips_seen]
+        e, previous = e_seen[:, context - 1], frames[:, context - 1]
+        preds: list[Tensor] = []
+        kls: list[Tensor] = []
+        for t in range(context, context + future):  # predict frame t from frames < t
+            if t > context and teacher_forcing:
+                e, previous = e_seen[:, t - 1], frames[:, t - 1]
+            elif t > context:
+                previous = preds[-1]  # own prediction fed back
+                e, _ = self.encoder(previous)
+            h, states, kl = self._latent_step(e, h, states, e_seen[:, t] if teacher_forcing else None)
+            if kl is not None:
+                kls.append(kl)
+            preds.append(self.decoder(h, skips, previous))
+        return preds, kls
 
     @torch.no_grad()
     def predict(self, context_frames: Tensor, future: int, samples: int = 1) -> Tensor:
@@ -214,7 +249,7 @@ class Generator(nn.Module):
         x = context_frames
         if samples > 1:
             x = x.unsqueeze(0).expand(samples, *x.shape).flatten(0, 1)  # sample-major: [S*B, ...]
-        pred = self(x, context=context, use_posterior=False, future=future).pred
+        pred = self(x, context=context, teacher_forcing=False, future=future).pred
         return pred.unflatten(0, (samples, batch)) if samples > 1 else pred
 
     def retrodict(self, context_frames: Tensor, pred: Tensor) -> Tensor:
@@ -224,4 +259,4 @@ class Generator(nn.Module):
         context_frames [B, C, 3, H, W], pred [B, F, 3, H, W] -> [B, C, 3, H, W] in forward order. Differentiable.
         """
         backwards = torch.cat([context_frames, pred], dim=1).flip(1)
-        return self(backwards, context=pred.shape[1], use_posterior=False).pred.flip(1)
+        return self(backwards, context=pred.shape[1], teacher_forcing=False).pred.flip(1)
