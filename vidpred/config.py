@@ -216,6 +216,9 @@ class ModelConfig(_Section):
 
 
 SCHEDULED_WEIGHTS = ("w_rec", "w_kl", "w_adv", "w_feat")
+# train.activation_checkpointing, least memory saved first (vidpred.model.vpgan documents what each recomputes)
+Checkpointing = Literal["off", "step", "block"]
+CHECKPOINTING: tuple[str, ...] = typing.get_args(Checkpointing)
 
 
 class WeightPhase(_Section):
@@ -279,6 +282,10 @@ class TrainConfig(_Section):
     device_memory: str | None = Field(
         None, description="memory per device for zero_stage=auto, e.g. 24GiB; None: the GPU's, or host RAM / workers")
     grad_accum: int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step")
+    activation_checkpointing: Checkpointing = Field(
+        "off", description="activations recomputed in backward instead of stored (less memory, more compute): off; "
+        "step = every step in time of the generator (encoding a frame, the latent step, decoding a frame) is "
+        "recomputed; block = step, and within it every conv stage on its own, and every discriminator layer")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp16 is not offered: it fails on CPU")
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)

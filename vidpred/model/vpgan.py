@@ -38,8 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidpred.config import ModelConfig
-from vidpred.model.blocks import Dynamics, conv_block, gaussian_head, gaussian_kl, reparameterize, stage
+from vidpred.config import CHECKPOINTING, ModelConfig
+from vidpred.model.blocks import (
+    Dynamics,
+    conv_block,
+    gaussian_head,
+    gaussian_kl,
+    recomputed,
+    recomputed_if,
+    reparameterize,
+    stage,
+)
 
 
 def to_model_space(frames_uint8: Tensor) -> Tensor:
@@ -66,7 +75,11 @@ def channel_widths(cfg: ModelConfig) -> list[int]:
 
 
 class Encoder(nn.Module):
-    """Frame -> (bottleneck features at H / 2**levels, skips at H, H/2, ..., H / 2**(levels-1))."""
+    """Frame -> (bottleneck features at H / 2**levels, skips at H, H/2, ..., H / 2**(levels-1)).
+
+    With ``recompute_stages`` each stage is a checkpointed region of its own (only its output stays)."""
+
+    recompute_stages = False
 
     def __init__(self, widths: list[int], blocks: int):
         super().__init__()
@@ -74,12 +87,13 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList(stage(widths[i], widths[i + 1], blocks, stride=2) for i in range(len(widths) - 1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        h = self.stem(x)
+        h = recomputed_if(self.recompute_stages, self.stem, x)
         skips = []
         for down in self.down:
             skips.append(h)
-            h = down(h)
+            h = recomputed_if(self.recompute_stages, down, h)
         return h, skips
+
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:
@@ -114,12 +128,18 @@ class Decoder(nn.Module):
         with torch.no_grad():
             self.out.bias.copy_(torch.tensor([0.0] * 5 + [self.MASK_BIAS]))
 
+    recompute_stages = False
+
     def forward(self, h: Tensor, skips: list[Tensor], previous: Tensor) -> Tensor:
         for up, fuse, skip in zip(self.up, self.fuse, reversed(skips)):
-            h = fuse(torch.cat([up(h), skip], dim=1))
+            h = recomputed_if(self.recompute_stages, _up_and_fuse, up, fuse, h, skip)
         rgb, flow, mask = self.out(h).split([3, 2, 1], dim=1)
         mask = torch.sigmoid(mask)
         return mask * warp(previous, flow) + (1 - mask) * torch.tanh(rgb)
+
+
+def _up_and_fuse(up: nn.Module, fuse: nn.Module, h: Tensor, skip: Tensor) -> Tensor:
+    return fuse(torch.cat([up(h), skip], dim=1))
 
 
 @dataclass
@@ -129,11 +149,24 @@ class GenOutput:
 
 
 class Generator(nn.Module):
-    """The VPGAN generator; see the module docstring for the recurrence."""
+    """The VPGAN generator; see the module docstring for the recurrence.
 
-    def __init__(self, cfg: ModelConfig):
+    ``checkpointing`` (``train.activation_checkpointing``) trades compute for memory in training; results
+    are the same either way, up to the order of gradient sums. ``off``: autograd keeps every activation and the
+    observed frames are encoded in one batched pass. ``step``: every step in time is a checkpointed region —
+    the encoding of each frame, each :meth:`_latent_step`, each decoding of a future frame: between regions
+    only their inputs and outputs stay (bottleneck features, the recurrent state, the last context frame's
+    skips, the predictions), and backward rebuilds one region's activations at a time. ``block``: ``step``,
+    and inside each region every conv stage of the encoder and decoder is a region of its own, so that
+    rebuilding holds one stage at a time (those stages run three times instead of two).
+    """
+
+    def __init__(self, cfg: ModelConfig, checkpointing: str = "off"):
         super().__init__()
+        if checkpointing not in CHECKPOINTING:
+            raise ValueError(f"checkpointing {checkpointing!r}; allowed: {', '.join(CHECKPOINTING)}")
         self.cfg = cfg.model_copy()  # own copy: later edits to the caller's config cannot desync the checks
+        self.checkpointing = checkpointing
         widths = channel_widths(cfg)
         d = widths[-1]
         self.encoder = Encoder(widths, cfg.blocks)
@@ -141,6 +174,7 @@ class Generator(nn.Module):
         self.posterior = gaussian_head(3 * d, d, cfg.z_channels)  # [e_{t-1}, h, e_t]
         self.dynamics = Dynamics(cfg.rnn, d + cfg.z_channels, d, cfg.rnn_layers)
         self.decoder = Decoder(widths, cfg.blocks)
+        self.encoder.recompute_stages = self.decoder.recompute_stages = checkpointing == "block"
 
     def _check_frames(self, frames: Tensor) -> None:
         if frames.ndim != 5 or frames.shape[2] != 3:
@@ -151,11 +185,17 @@ class Generator(nn.Module):
             raise ValueError(f"frame height and width must be multiples of {m} (2**model.levels, "
                              f"model.levels = {self.cfg.levels}); got {h}x{w} (HxW)")
 
-    def _encode(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Encode [B, T, 3, H, W] in one batched pass -> features [B, T, ...] and skips [B, T, ...]."""
-        bt = frames.shape[:2]
-        e, skips = self.encoder(frames.flatten(0, 1))
-        return e.unflatten(0, bt), [s.unflatten(0, bt) for s in skips]
+    def _encode(self, frames: Tensor, context: int) -> tuple[Tensor, list[Tensor]]:
+        """Encode the observed frames [B, T, 3, H, W] -> their features [B, T, ...] and the skips of frame
+        ``context - 1``, the last context frame (the only skips the decoder reads). Checkpointing off: one
+        batched pass (and so without grad). Otherwise frame by frame, each frame's encoding a checkpointed
+        region: only its features stay for backward, which rebuilds one frame's activations at a time."""
+        if self.checkpointing == "off" or not torch.is_grad_enabled():
+            bt = frames.shape[:2]
+            e, skips = self.encoder(frames.flatten(0, 1))
+            return e.unflatten(0, bt), [s.unflatten(0, bt)[:, context - 1] for s in skips]
+        per_frame = [recomputed(self.encoder, frames[:, i]) for i in range(frames.shape[1])]
+        return torch.stack([e for e, _ in per_frame], dim=1), per_frame[context - 1][1]
 
     def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None) -> GenOutput:
         """frames [B, T, 3, H, W] in [-1, 1]: :meth:`_observe` the context, then :meth:`_imagine` the future.
@@ -178,12 +218,16 @@ class Generator(nn.Module):
             raise ValueError(f"got {t_total} frames, fewer than context={context}")
 
         seen = t_total if teacher_forcing else context  # frames whose ground truth the model may read
-        e_seen, skips_seen = self._encode(frames[:, :seen])
+        e_seen, skips = self._encode(frames[:, :seen], context)
         h, states, context_kls = self._observe(e_seen, context)
-        preds, future_kls = self._imagine(frames, e_seen, skips_seen, h, states, context, future, teacher_forcing)
+        preds, future_kls = self._imagine(frames, e_seen, skips, h, states, context, future, teacher_forcing)
         kls = context_kls + future_kls
         kl = torch.stack(kls).mean() if kls else frames.new_zeros(())
         return GenOutput(pred=torch.stack(preds, dim=1), kl=kl)
+
+    def _region(self, fn, *args):
+        """``fn(*args)``, as a checkpointed region unless checkpointing is off (one step in time)."""
+        return recomputed_if(self.checkpointing != "off", fn, *args)
 
     def _latent_step(self, e: Tensor, h: Tensor, states: list[tuple[Tensor, ...]], target: Tensor | None
                      ) -> tuple[Tensor, list[tuple[Tensor, ...]], Tensor | None]:
@@ -209,18 +253,17 @@ class Generator(nn.Module):
         states = self.dynamics.zero_state(h)
         kls = []
         for t in range(1, context):
-            h, states, kl = self._latent_step(e_seen[:, t - 1], h, states, e_seen[:, t])
+            h, states, kl = self._region(self._latent_step, e_seen[:, t - 1], h, states, e_seen[:, t])
             kls.append(kl)
         return h, states, kls
 
-    def _imagine(self, frames: Tensor, e_seen: Tensor, skips_seen: list[Tensor], h: Tensor,
+    def _imagine(self, frames: Tensor, e_seen: Tensor, skips: list[Tensor], h: Tensor,
                  states: list[tuple[Tensor, ...]], context: int, future: int, teacher_forcing: bool
                  ) -> tuple[list[Tensor], list[Tensor]]:
         """The future, steps t = context .. context+future-1, each decoded. The first reads the last context
         frame; after it, teacher forcing reads the ground truth and draws z from the posterior, free running
-        reads its own previous prediction and draws z from the prior. The skips stay those of the last context
-        frame throughout. Returns (predictions, KL per step: empty when free running)."""
-        skips = [s[:, context - 1] for s in skips_seen]
+        reads its own previous prediction and draws z from the prior. ``skips`` (those of the last context
+        frame) serve every step. Returns (predictions, KL per step: empty when free running)."""
         e, previous = e_seen[:, context - 1], frames[:, context - 1]
         preds: list[Tensor] = []
         kls: list[Tensor] = []
@@ -229,11 +272,11 @@ class Generator(nn.Module):
                 e, previous = e_seen[:, t - 1], frames[:, t - 1]
             elif t > context:
                 previous = preds[-1]  # own prediction fed back
-                e, _ = self.encoder(previous)
-            h, states, kl = self._latent_step(e, h, states, e_seen[:, t] if teacher_forcing else None)
+                e, _ = self._region(self.encoder, previous)
+            h, states, kl = self._region(self._latent_step, e, h, states, e_seen[:, t] if teacher_forcing else None)
             if kl is not None:
                 kls.append(kl)
-            preds.append(self.decoder(h, skips, previous))
+            preds.append(self._region(self.decoder, h, skips, previous))
         return preds, kls
 
     @torch.no_grad()

@@ -126,10 +126,11 @@ class Trainer:
         # may have sized its pool for the whole machine: workers sharing a box would oversubscribe it.
         torch.set_num_threads(intra_op_threads(self.cfg.train.cpus_per_worker))
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank
-        generator, discriminator = Generator(self.cfg.model), Discriminators(self.cfg.model)
+        mode = self.cfg.train.activation_checkpointing
+        generator, discriminator = Generator(self.cfg.model, mode), Discriminators(self.cfg.model, mode)
         self.log(f"generator {count_parameters(generator):,} params, "
                  f"discriminators ({'+'.join(discriminator.names)}) {count_parameters(discriminator):,} params, "
-                 f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, "
+                 f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, activation checkpointing {mode}, "
                  f"{self.world} workers, {torch.get_num_threads()} torch thread(s) each")
         self.g_eng, self.d_eng = build_engines(generator, discriminator, self.cfg)
         self.monitor = Monitor(self.cfg, self.ctx)  # TensorBoard (rank 0) and validation
