@@ -42,7 +42,7 @@ def test_defaults_are_valid_and_small():
     ("train.nonfinite_patience=0", "train.nonfinite_patience", "greater than or equal to 1"),
     ("train.nonfinite_lr_factor=1", "train.nonfinite_lr_factor", "less than 1"),
     ("train.nonfinite_max_restores=-1", "train.nonfinite_max_restores", "greater than or equal to 0"),
-    ("train.grad_accum=4", "train.checkpoint_every", "multiple of train.grad_accum = 4"),
+    ("train.grad_accum=3", "data.batch_size", "multiple of train.grad_accum = 3"),
     ("train.activation_checkpointing=layer", "train.activation_checkpointing", "'off', 'step' or 'block'"),
     ("data.probe_index=sometimes", "data.probe_index", "'use', 'refresh' or 'off'"),
     ("data.probe_index_dir=gs://bucket/indexes", "data.probe_index_dir", "allowed: a local path"),
