@@ -23,9 +23,10 @@ def ds_config(cfg: Config) -> dict[str, Any]:
     return {
         "train_micro_batch_size_per_gpu": cfg.micro_batch,
         "gradient_accumulation_steps": t.grad_accum,
-        # vidpred owns the accumulation boundary (vidpred.train.step): every step() call is an optimizer step,
-        # whatever the micro-batches before it back-propagated; backward() still scales by 1 / grad_accum
-        "managed_gradient_accumulation": False,
+        # With accumulation vidpred owns the boundary (vidpred.train.step): every step() call is an optimizer
+        # step, whatever the micro-batches before it back-propagated; backward() still scales by 1 / grad_accum.
+        # Without it every micro-step is DeepSpeed's boundary anyway, so its own (default) path stays.
+        "managed_gradient_accumulation": t.grad_accum == 1,
         "gradient_clipping": t.grad_clip,
         "zero_optimization": {"stage": t.zero_stage, **({} if t.use_gpu else CPU_ZERO),
                               **({"offload_optimizer": {"device": "cpu"}} if t.offload_optimizer else {})},

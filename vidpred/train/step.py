@@ -7,8 +7,9 @@ the frame and the clip discriminator in one module, so one engine and one optimi
 
 A step is one optimizer step of both engines. With ``train.grad_accum`` = k it takes k micro-batches
 (:class:`Window`): each runs D's backward, then G's; gradients add up, and both engines step once, on the
-window's last micro-batch (vidpred owns that boundary: the engines run with DeepSpeed's
-``managed_gradient_accumulation`` off, so no DeepSpeed micro-step counter can drift from it). D steps right
+window's last micro-batch (vidpred owns that boundary: with k > 1 the engines run with DeepSpeed's
+``managed_gradient_accumulation`` off, so no DeepSpeed micro-step counter can drift from it; with k = 1
+every micro-step is DeepSpeed's boundary anyway). D steps right
 after the last micro-batch's D backward, so that micro-batch's G pass goes through the updated D, as every
 G pass does without accumulation; the earlier micro-batches' G passes see D as it was at the step's start.
 
