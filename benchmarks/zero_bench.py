@@ -107,7 +107,7 @@ def _rank(rank: int, world: int, port: int, overrides: list[str], warmup: int, s
         batch = selfcheck.synthetic_batch(cfg, rank, step)
         dist.barrier()
         started, started_cpu = time.perf_counter(), time.process_time()
-        take_step(g_eng, d_eng, batch, cfg, rank, step)
+        take_step(g_eng, d_eng, iter(batch.split(cfg.micro_batch)), cfg, rank, step)
         wall.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
     n_params = {net: sum(getattr(p, "ds_numel", p.numel()) for p in e.module.parameters())

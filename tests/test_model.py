@@ -137,11 +137,11 @@ def test_inference_path_reads_only_the_context():
     y = x.clone()
     y[:, 3:] = 0.5  # different "future" ground truth
     torch.manual_seed(1)
-    a = g(x, context=3, use_posterior=False).pred
+    a = g(x, context=3, teacher_forcing=False).pred
     torch.manual_seed(1)
-    b = g(y, context=3, use_posterior=False).pred
+    b = g(y, context=3, teacher_forcing=False).pred
     assert torch.equal(a, b)
-    assert g(x[:, :3], context=3, use_posterior=False, future=2).pred.shape == (2, 2, 3, 16, 16)
+    assert g(x[:, :3], context=3, teacher_forcing=False, future=2).pred.shape == (2, 2, 3, 16, 16)
 
 
 def test_bad_inputs_raise():
@@ -150,7 +150,7 @@ def test_bad_inputs_raise():
         g(clip(h=18, w=16), context=3)
     with pytest.raises(ValueError, match="multiples of 4"):
         g.predict(clip(t=2, h=16, w=10), future=2)
-    with pytest.raises(ValueError, match="use_posterior=True"):
+    with pytest.raises(ValueError, match="teacher_forcing=True"):
         g(clip(t=4), context=2, future=3)  # T != context + future on the training path
     with pytest.raises(ValueError):
         g(clip(t=5), context=0)

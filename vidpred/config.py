@@ -134,7 +134,9 @@ class DataConfig(_Section):
     context: int = Field(4, ge=1, le=64, description="frames the model sees")
     future: int = Field(4, ge=1, le=64, description="frames the model predicts")
     stride: int = Field(4, ge=1, le=10_000, description="frames (at the training fps) between clip starts")
-    batch_size: int = Field(4, ge=1, le=4096, description="clips per worker per step")
+    batch_size: int = Field(
+        4, ge=1, le=4096, description="clips per worker per optimizer step; with train.grad_accum > 1 they go "
+        "through the model train.grad_accum micro-batches at a time (Config.micro_batch)")
     s3_endpoint: str | None = Field(
         None, description="S3 endpoint URL, e.g. http://127.0.0.1:8333; None: AWS_ENDPOINT_URL or AWS itself")
     s3_max_attempts: int = Field(10, ge=1, le=100, description="tries per S3 request (backoff with jitter)")
@@ -216,6 +218,9 @@ class ModelConfig(_Section):
 
 
 SCHEDULED_WEIGHTS = ("w_rec", "w_kl", "w_adv", "w_feat")
+# train.activation_checkpointing, least memory saved first (vidpred.model.vpgan documents what each recomputes)
+Checkpointing = Literal["off", "step", "block"]
+CHECKPOINTING: tuple[str, ...] = typing.get_args(Checkpointing)
 
 
 class WeightPhase(_Section):
@@ -273,17 +278,26 @@ class TrainConfig(_Section):
         "as few nodes as possible, SPREAD over as many as possible (both best effort); STRICT_PACK all on one "
         "node, STRICT_SPREAD each on a different node (these never fall back: the run waits for nodes that fit)")
     zero_stage: int | Literal["auto"] = Field(
-        2, description="DeepSpeed ZeRO stage 0-3 for both engines, or auto: the memory planner picks the cheapest "
-        "stage/offload that fits train.device_memory (vidpred plan shows its table)")
+        2, description="DeepSpeed ZeRO stage 0-3 for both engines, or auto: the memory planner picks the layout that "
+        "fits train.device_memory and is fastest by its estimate (stage, offload_optimizer, grad_accum, "
+        "activation_checkpointing; those four keys are then its choice) at the configured data.batch_size "
+        "(vidpred plan shows its table)")
     offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer states and step on the CPU (stage ≥ 1)")
     device_memory: str | None = Field(
         None, description="memory per device for zero_stage=auto, e.g. 24GiB; None: the GPU's, or host RAM / workers")
-    grad_accum: int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step")
+    grad_accum: int = Field(
+        1, ge=1, le=1024, description="micro-batches per optimizer step: data.batch_size clips per step go through "
+        "the model data.batch_size / grad_accum at a time (must divide data.batch_size)")
+    activation_checkpointing: Checkpointing = Field(
+        "off", description="activations recomputed in backward instead of stored (less memory, more compute): off; "
+        "step = every step in time of the generator (encoding a frame, the latent step, decoding a frame) is "
+        "recomputed; block = step, and within it every conv stage on its own, and every discriminator layer")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp16 is not offered: it fails on CPU")
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
-    steps: int = Field(60, ge=1, le=100_000_000, description="optimizer steps per worker")
+    steps: int = Field(60, ge=1, le=100_000_000,
+                       description="optimizer steps per worker (each of train.grad_accum micro-batches)")
     max_minutes: float | None = Field(
         None, gt=0, le=10_000_000, description="time budget of one invocation, counted from the command's start "
         "(start-up included): the run ends at the first logging interval past it, with a validation and a final "
@@ -350,14 +364,6 @@ class TrainConfig(_Section):
                              "optimizer on the device)")
         return self
 
-    @model_validator(mode="after")
-    def _checkpoint_on_accumulation_boundary(self) -> "TrainConfig":
-        if self.checkpoint_every % self.grad_accum:
-            raise ValueError(f"train.checkpoint_every = {self.checkpoint_every}: must be a multiple of "
-                             f"train.grad_accum = {self.grad_accum} (a checkpoint between the micro-batches of one "
-                             "optimizer step would lose the gradients accumulated so far)")
-        return self
-
 
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
@@ -373,7 +379,15 @@ class Config(_Section):
             if v % m:
                 raise ValueError(f"data.{name} = {v}: must be a multiple of {m} "
                                  f"(2**model.levels with model.levels = {self.model.levels})")
+        if self.data.batch_size % self.train.grad_accum:
+            raise ValueError(f"data.batch_size = {self.data.batch_size}: must be a multiple of train.grad_accum = "
+                             f"{self.train.grad_accum} (the clips of one optimizer step, split into equal micro-batches)")
         return self
+
+    @property
+    def micro_batch(self) -> int:
+        """Clips per worker per forward/backward: data.batch_size / train.grad_accum."""
+        return self.data.batch_size // self.train.grad_accum
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -8,8 +8,28 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+def recomputed(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` as a checkpointed region: what autograd would save inside it is dropped after the forward
+    and recomputed in backward (``torch.utils.checkpoint``, non-reentrant: gradients flow to inputs passed in
+    lists too, and parameter hooks such as DeepSpeed ZeRO-3's fire again in the recomputation). The CPU and
+    device RNG states are stashed and restored around the recomputation, so noise drawn inside the region
+    (the latent z) is drawn again identically. Without grad mode (inference) it is a plain call."""
+    if not torch.is_grad_enabled():
+        return fn(*args)
+    return checkpoint(fn, *args, use_reentrant=False)
+
+
+def recomputed_if(on: bool, fn: Callable[..., Any], *args: Any) -> Any:
+    """:func:`recomputed` when ``on``, else a plain ``fn(*args)``."""
+    return recomputed(fn, *args) if on else fn(*args)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

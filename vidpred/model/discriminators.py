@@ -3,7 +3,9 @@
 * :class:`FrameDiscriminator`: a PatchGAN on single predicted frames (is each frame sharp and plausible?).
 * :class:`ClipDiscriminator`: a 3D-conv PatchGAN over the whole clip, context then future (is the motion
   plausible, does the future continue the context?). SAVP's video discriminator plays this role.
-* :class:`Discriminators`: both in ONE module, so training keeps a single D engine and optimizer.
+* :class:`Discriminators`: both in ONE module, so training keeps a single D engine and optimizer. With
+  ``checkpointing="block"`` (``train.activation_checkpointing``) each layer's activations are recomputed in
+  backward instead of stored.
 
 The training step runs ONE forward on ``torch.cat([real, fake.detach()])`` for the D loss, so every
 discriminator treats each sample independently: no BatchNorm (GroupNorm is per sample). With
@@ -18,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from vidpred.config import ModelConfig
+from vidpred.config import CHECKPOINTING, ModelConfig
+from vidpred.model.blocks import recomputed_if
 
 
 def _layer(conv: nn.Module, channels: int, norm: bool, sn: bool) -> nn.Sequential:
@@ -30,12 +33,15 @@ def _layer(conv: nn.Module, channels: int, norm: bool, sn: bool) -> nn.Sequentia
 
 
 class _PatchGAN(nn.Module):
-    """Shared body: a list of layers whose outputs are the features, then a 1-channel logit conv."""
+    """Shared body: a list of layers whose outputs are the features, then a 1-channel logit conv. With
+    ``recompute_layers`` each layer is a checkpointed region (only the features, its outputs, are kept)."""
+
+    recompute_layers = False
 
     def run(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         feats = []
         for layer in self.layers:
-            x = layer(x)
+            x = recomputed_if(self.recompute_layers, layer, x)
             feats.append(x)
         return self.head(x), feats
 
@@ -100,11 +106,18 @@ class Discriminators(nn.Module):
     tuples of tensors (DeepSpeed's ZeRO-3 hooks look inside those, not inside dataclasses).
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, checkpointing: str = "off"):
         super().__init__()
+        if checkpointing not in CHECKPOINTING:
+            raise ValueError(f"checkpointing {checkpointing!r}; allowed: {', '.join(CHECKPOINTING)}")
         self.frame = FrameDiscriminator(cfg)
         self.clip = ClipDiscriminator(cfg) if cfg.clip_discriminator else None
         self.names = ("frame", "clip") if self.clip is not None else ("frame",)
+        # block: every layer recomputed in backward. Not with spectral norm: its power iteration updates its
+        # vectors on every forward, so a recomputation would normalise with another weight than the forward did.
+        for d in (self.frame, self.clip):
+            if d is not None:
+                d.recompute_layers = checkpointing == "block" and not cfg.spectral_norm
 
     def forward(self, clips: Tensor, context: int) -> tuple[list[Tensor], list[list[Tensor]]]:
         """clips [B, T, 3, H, W] in [-1, 1] (context frames first) -> ([logits per D], [features per D])."""

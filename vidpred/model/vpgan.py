@@ -18,14 +18,16 @@ Encoder and decoder are U-Net halves of ``model.blocks`` conv blocks per resolut
 * Skip connections come from the input frame ``x_{t-1}`` while it is a context frame; during the
   future steps they stay those of the last context frame (as in SVG), so training (teacher forcing)
   and inference (own predictions fed back) decode with the same skips.
-* Training (``use_posterior=True``): every input is ground truth (teacher forcing) and every z comes
-  from the posterior. The context steps warm up the state; only the ``future`` steps are decoded and
-  returned. ``kl`` is averaged over all steps ``1 .. T-1`` (context steps included: their z feed the
+* ``forward`` runs two phases. **Observe** (the context, steps ``1 .. context-1``): ground truth in, z
+  from the posterior (the target frame is known), nothing decoded: these steps only warm up the state.
+  **Imagine** (the future, steps ``context .. context+future-1``): each step is decoded and returned.
+* Training (``teacher_forcing=True``): the imagined steps read the ground truth too and draw z from the
+  posterior. ``kl`` is averaged over all steps ``1 .. T-1`` (context steps included: their z feed the
   state too).
-* Inference (``use_posterior=False`` / :meth:`Generator.predict`): only the context frames are read.
-  Inside the context the target frame is known, so z still comes from the posterior there (as SVG's
-  generation does); in the future steps z comes from the learned prior and the model feeds its own
-  predictions back. ``kl`` then covers the context steps only (zero when ``context == 1``).
+* Inference (``teacher_forcing=False`` / :meth:`Generator.predict`): only the context frames are read.
+  The context is observed as in training (z from the posterior, as SVG's generation does); in the future
+  z comes from the learned prior and the model feeds its own predictions back. ``kl`` then covers the
+  context steps only (zero when ``context == 1``).
 """
 
 from __future__ import annotations
@@ -36,8 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidpred.config import ModelConfig
-from vidpred.model.blocks import Dynamics, conv_block, gaussian_head, gaussian_kl, reparameterize, stage
+from vidpred.config import CHECKPOINTING, ModelConfig
+from vidpred.model.blocks import (
+    Dynamics,
+    conv_block,
+    gaussian_head,
+    gaussian_kl,
+    recomputed,
+    recomputed_if,
+    reparameterize,
+    stage,
+)
 
 
 def to_model_space(frames_uint8: Tensor) -> Tensor:
@@ -64,7 +75,11 @@ def channel_widths(cfg: ModelConfig) -> list[int]:
 
 
 class Encoder(nn.Module):
-    """Frame -> (bottleneck features at H / 2**levels, skips at H, H/2, ..., H / 2**(levels-1))."""
+    """Frame -> (bottleneck features at H / 2**levels, skips at H, H/2, ..., H / 2**(levels-1)).
+
+    With ``recompute_stages`` each stage is a checkpointed region of its own (only its output stays)."""
+
+    recompute_stages = False
 
     def __init__(self, widths: list[int], blocks: int):
         super().__init__()
@@ -72,12 +87,13 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList(stage(widths[i], widths[i + 1], blocks, stride=2) for i in range(len(widths) - 1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        h = self.stem(x)
+        h = recomputed_if(self.recompute_stages, self.stem, x)
         skips = []
         for down in self.down:
             skips.append(h)
-            h = down(h)
+            h = recomputed_if(self.recompute_stages, down, h)
         return h, skips
+
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:
@@ -112,12 +128,18 @@ class Decoder(nn.Module):
         with torch.no_grad():
             self.out.bias.copy_(torch.tensor([0.0] * 5 + [self.MASK_BIAS]))
 
+    recompute_stages = False
+
     def forward(self, h: Tensor, skips: list[Tensor], previous: Tensor) -> Tensor:
         for up, fuse, skip in zip(self.up, self.fuse, reversed(skips)):
-            h = fuse(torch.cat([up(h), skip], dim=1))
+            h = recomputed_if(self.recompute_stages, _up_and_fuse, up, fuse, h, skip)
         rgb, flow, mask = self.out(h).split([3, 2, 1], dim=1)
         mask = torch.sigmoid(mask)
         return mask * warp(previous, flow) + (1 - mask) * torch.tanh(rgb)
+
+
+def _up_and_fuse(up: nn.Module, fuse: nn.Module, h: Tensor, skip: Tensor) -> Tensor:
+    return fuse(torch.cat([up(h), skip], dim=1))
 
 
 @dataclass
@@ -127,11 +149,24 @@ class GenOutput:
 
 
 class Generator(nn.Module):
-    """The VPGAN generator; see the module docstring for the recurrence."""
+    """The VPGAN generator; see the module docstring for the recurrence.
 
-    def __init__(self, cfg: ModelConfig):
+    ``checkpointing`` (``train.activation_checkpointing``) trades compute for memory in training; results
+    are the same either way, up to the order of gradient sums. ``off``: autograd keeps every activation and the
+    observed frames are encoded in one batched pass. ``step``: every step in time is a checkpointed region —
+    the encoding of each frame, each :meth:`_latent_step`, each decoding of a future frame: between regions
+    only their inputs and outputs stay (bottleneck features, the recurrent state, the last context frame's
+    skips, the predictions), and backward rebuilds one region's activations at a time. ``block``: ``step``,
+    and inside each region every conv stage of the encoder and decoder is a region of its own, so that
+    rebuilding holds one stage at a time (those stages run three times instead of two).
+    """
+
+    def __init__(self, cfg: ModelConfig, checkpointing: str = "off"):
         super().__init__()
+        if checkpointing not in CHECKPOINTING:
+            raise ValueError(f"checkpointing {checkpointing!r}; allowed: {', '.join(CHECKPOINTING)}")
         self.cfg = cfg.model_copy()  # own copy: later edits to the caller's config cannot desync the checks
+        self.checkpointing = checkpointing
         widths = channel_widths(cfg)
         d = widths[-1]
         self.encoder = Encoder(widths, cfg.blocks)
@@ -139,6 +174,7 @@ class Generator(nn.Module):
         self.posterior = gaussian_head(3 * d, d, cfg.z_channels)  # [e_{t-1}, h, e_t]
         self.dynamics = Dynamics(cfg.rnn, d + cfg.z_channels, d, cfg.rnn_layers)
         self.decoder = Decoder(widths, cfg.blocks)
+        self.encoder.recompute_stages = self.decoder.recompute_stages = checkpointing == "block"
 
     def _check_frames(self, frames: Tensor) -> None:
         if frames.ndim != 5 or frames.shape[2] != 3:
@@ -149,57 +185,99 @@ class Generator(nn.Module):
             raise ValueError(f"frame height and width must be multiples of {m} (2**model.levels, "
                              f"model.levels = {self.cfg.levels}); got {h}x{w} (HxW)")
 
-    def _encode(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Encode [B, T, 3, H, W] in one batched pass -> features [B, T, ...] and skips [B, T, ...]."""
-        bt = frames.shape[:2]
-        e, skips = self.encoder(frames.flatten(0, 1))
-        return e.unflatten(0, bt), [s.unflatten(0, bt) for s in skips]
+    def _encode(self, frames: Tensor, context: int) -> tuple[Tensor, list[Tensor]]:
+        """Encode the observed frames [B, T, 3, H, W] -> their features [B, T, ...] and the skips of frame
+        ``context - 1``, the last context frame (the only skips the decoder reads). Checkpointing off: one
+        batched pass (and so without grad). Otherwise frame by frame, each frame's encoding a checkpointed
+        region: only its features stay for backward, which rebuilds one frame's activations at a time."""
+        if self.checkpointing == "off" or not torch.is_grad_enabled():
+            bt = frames.shape[:2]
+            e, skips = self.encoder(frames.flatten(0, 1))
+            return e.unflatten(0, bt), [s.unflatten(0, bt)[:, context - 1] for s in skips]
+        per_frame = [recomputed(self.encoder, frames[:, i]) for i in range(frames.shape[1])]
+        return torch.stack([e for e, _ in per_frame], dim=1), per_frame[context - 1][1]
 
-    def forward(self, frames: Tensor, context: int, use_posterior: bool = True, future: int | None = None) -> GenOutput:
-        """frames [B, T, 3, H, W] in [-1, 1].
+    def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None) -> GenOutput:
+        """frames [B, T, 3, H, W] in [-1, 1]: :meth:`_observe` the context, then :meth:`_imagine` the future.
 
-        use_posterior=True (training): T must equal context + future (future defaults to T - context).
-        use_posterior=False (inference): only frames[:, :context] are read; ``future`` (default
+        teacher_forcing=True (training): the future steps read the ground truth too, so T must equal
+        context + future (future defaults to T - context).
+        teacher_forcing=False (inference): only frames[:, :context] are read; ``future`` (default
         T - context) steps are predicted from the prior, feeding predictions back.
+        Either way the context steps draw z from the posterior: their target frame is known.
         """
         self._check_frames(frames)
-        batch, t_total = frames.shape[:2]
+        t_total = frames.shape[1]
         future = t_total - context if future is None else future
         if context < 1 or future < 1:
             raise ValueError(f"need context >= 1 and future >= 1; got context={context}, future={future} (T={t_total})")
-        if use_posterior and t_total != context + future:
-            raise ValueError(f"use_posterior=True needs the ground truth of every step: T={t_total} != "
+        if teacher_forcing and t_total != context + future:
+            raise ValueError(f"teacher_forcing=True needs the ground truth of every step: T={t_total} != "
                              f"context + future = {context} + {future}")
         if t_total < context:
             raise ValueError(f"got {t_total} frames, fewer than context={context}")
 
-        seen = t_total if use_posterior else context  # frames whose ground truth the model may read
-        e_seen, skips_seen = self._encode(frames[:, :seen])
-        h = torch.zeros_like(e_seen[:, 0])  # the dynamics' output: what prior, posterior and decoder read
-        states = self.dynamics.zero_state(h)
-        preds: list[Tensor] = []
-        kls: list[Tensor] = []
-        for t in range(1, context + future):  # predict frame t from frames < t
-            if t - 1 < seen:
-                e, previous = e_seen[:, t - 1], frames[:, t - 1]
-            else:
-                previous = preds[-1]  # own prediction fed back
-                e, _ = self.encoder(previous)
-            if t - 1 < context:
-                skips = [s[:, t - 1] for s in skips_seen]  # afterwards: frozen at the last context frame
-            e_and_state = torch.cat([e, h], dim=1)
-            mu_p, logvar_p = self.prior(e_and_state).chunk(2, dim=1)
-            if t < seen:
-                mu_q, logvar_q = self.posterior(torch.cat([e_and_state, e_seen[:, t]], dim=1)).chunk(2, dim=1)
-                z = reparameterize(mu_q, logvar_q)
-                kls.append(gaussian_kl(mu_q, logvar_q, mu_p, logvar_p))
-            else:
-                z = reparameterize(mu_p, logvar_p)
-            h, states = self.dynamics(torch.cat([e, z], dim=1), states)
-            if t >= context:  # context steps only warm up the state; nothing to decode
-                preds.append(self.decoder(h, skips, previous))
+        seen = t_total if teacher_forcing else context  # frames whose ground truth the model may read
+        e_seen, skips = self._encode(frames[:, :seen], context)
+        h, states, context_kls = self._observe(e_seen, context)
+        preds, future_kls = self._imagine(frames, e_seen, skips, h, states, context, future, teacher_forcing)
+        kls = context_kls + future_kls
         kl = torch.stack(kls).mean() if kls else frames.new_zeros(())
         return GenOutput(pred=torch.stack(preds, dim=1), kl=kl)
+
+    def _region(self, fn, *args):
+        """``fn(*args)``, as a checkpointed region unless checkpointing is off (one step in time)."""
+        return recomputed_if(self.checkpointing != "off", fn, *args)
+
+    def _latent_step(self, e: Tensor, h: Tensor, states: list[tuple[Tensor, ...]], target: Tensor | None
+                     ) -> tuple[Tensor, list[tuple[Tensor, ...]], Tensor | None]:
+        """One step of the recurrence from the input frame's features ``e`` and the dynamics' output ``h``:
+        z from the posterior when ``target`` (the features of the frame to predict) is given, with
+        KL(posterior || prior); else z from the prior and no KL. Returns (h, states, kl or None)."""
+        e_and_state = torch.cat([e, h], dim=1)
+        mu_p, logvar_p = self.prior(e_and_state).chunk(2, dim=1)
+        kl = None
+        if target is not None:
+            mu_q, logvar_q = self.posterior(torch.cat([e_and_state, target], dim=1)).chunk(2, dim=1)
+            z = reparameterize(mu_q, logvar_q)
+            kl = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
+        else:
+            z = reparameterize(mu_p, logvar_p)
+        h, states = self.dynamics(torch.cat([e, z], dim=1), states)
+        return h, states, kl
+
+    def _observe(self, e_seen: Tensor, context: int) -> tuple[Tensor, list[tuple[Tensor, ...]], list[Tensor]]:
+        """The context, steps t = 1 .. context-1: ground truth in, z from the posterior (x_t is known). These
+        steps only warm up the state; nothing is decoded. Returns (h, states, KL per step)."""
+        h = torch.zeros_like(e_seen[:, 0])  # the dynamics' output: what prior, posterior and decoder read
+        states = self.dynamics.zero_state(h)
+        kls = []
+        for t in range(1, context):
+            h, states, kl = self._region(self._latent_step, e_seen[:, t - 1], h, states, e_seen[:, t])
+            kls.append(kl)
+        return h, states, kls
+
+    def _imagine(self, frames: Tensor, e_seen: Tensor, skips: list[Tensor], h: Tensor,
+                 states: list[tuple[Tensor, ...]], context: int, future: int, teacher_forcing: bool
+                 ) -> tuple[list[Tensor], list[Tensor]]:
+        """The future, steps t = context .. context+future-1, each decoded. The first reads the last context
+        frame; after it, teacher forcing reads the ground truth and draws z from the posterior, free running
+        reads its own previous prediction and draws z from the prior. ``skips`` (those of the last context
+        frame) serve every step. Returns (predictions, KL per step: empty when free running)."""
+        e, previous = e_seen[:, context - 1], frames[:, context - 1]
+        preds: list[Tensor] = []
+        kls: list[Tensor] = []
+        for t in range(context, context + future):  # predict frame t from frames < t
+            if t > context and teacher_forcing:
+                e, previous = e_seen[:, t - 1], frames[:, t - 1]
+            elif t > context:
+                previous = preds[-1]  # own prediction fed back
+                e, _ = self._region(self.encoder, previous)
+            h, states, kl = self._region(self._latent_step, e, h, states, e_seen[:, t] if teacher_forcing else None)
+            if kl is not None:
+                kls.append(kl)
+            preds.append(self._region(self.decoder, h, skips, previous))
+        return preds, kls
 
     @torch.no_grad()
     def predict(self, context_frames: Tensor, future: int, samples: int = 1) -> Tensor:
@@ -214,7 +292,7 @@ class Generator(nn.Module):
         x = context_frames
         if samples > 1:
             x = x.unsqueeze(0).expand(samples, *x.shape).flatten(0, 1)  # sample-major: [S*B, ...]
-        pred = self(x, context=context, use_posterior=False, future=future).pred
+        pred = self(x, context=context, teacher_forcing=False, future=future).pred
         return pred.unflatten(0, (samples, batch)) if samples > 1 else pred
 
     def retrodict(self, context_frames: Tensor, pred: Tensor) -> Tensor:
@@ -224,4 +302,4 @@ class Generator(nn.Module):
         context_frames [B, C, 3, H, W], pred [B, F, 3, H, W] -> [B, C, 3, H, W] in forward order. Differentiable.
         """
         backwards = torch.cat([context_frames, pred], dim=1).flip(1)
-        return self(backwards, context=pred.shape[1], use_posterior=False).pred.flip(1)
+        return self(backwards, context=pred.shape[1], teacher_forcing=False).pred.flip(1)

@@ -30,17 +30,21 @@ def _plan(args: argparse.Namespace) -> int:
     world = cfg.train.num_workers
     g, d = plan.param_counts(cfg)
     print(f"model {cfg.model.size}: generator {g:,} + discriminators {d:,} params; {cfg.data.height}x{cfg.data.width}, "
-          f"{cfg.data.context}+{cfg.data.future} frames, {cfg.train.precision}, {world} workers, "
-          f"{memory / plan.GiB:.1f} GiB per device")
+          f"{cfg.data.context}+{cfg.data.future} frames, {cfg.train.precision}, {world} workers x data.batch_size="
+          f"{cfg.data.batch_size} (global batch {world * cfg.data.batch_size}), {memory / plan.GiB:.1f} GiB per device")
+    tried = plan.candidates(cfg, world)
     try:
-        chosen = plan.choose(cfg, memory, world)
+        chosen = plan.choose(cfg, memory, world, tried)
     except MemoryError as exc:
-        print(plan.format_table(plan.table(cfg, world), memory))
+        print(plan.format_table(plan.summary(tried, memory), memory))
         print(f"vidpred plan: {exc}")
         return 1
-    print(plan.format_table(plan.table(cfg, world), memory, chosen))
-    print(f"chosen at data.batch_size={cfg.data.batch_size}: {chosen.layout}, "
-          f"{chosen.total / plan.GiB:.2f} GiB per device")
+    print(plan.format_table(plan.summary(tried, memory), memory, chosen))
+    print(f"chosen: {chosen.describe()}: {chosen.total / plan.GiB:.2f} GiB per device, the fastest of "
+          f"{sum(e.total <= memory for e in tried)} layouts that fit (of {len(tried)}). "
+          f"train.zero_stage=auto applies it; by hand: --set train.zero_stage={chosen.stage} "
+          f"--set train.offload_optimizer={str(chosen.offload).lower()} --set train.grad_accum={chosen.grad_accum} "
+          f"--set train.activation_checkpointing={chosen.checkpointing}")
     return 0
 
 
@@ -53,7 +57,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plan", help="per-GPU memory at each ZeRO stage / offload / micro-batch, and the cheapest fit")
+    p = sub.add_parser("plan", help="per-GPU memory and estimated step time at each micro-batch x activation "
+                       "checkpointing x ZeRO stage x offload for the configured batch, and the fastest that fits")
     p.add_argument("--config", help="YAML config (as for train)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.add_argument("--model", help="model.size preset: tiny, base, large")

@@ -31,8 +31,12 @@ def ds_config(cfg: Config) -> dict[str, Any]:
     """The DeepSpeed config both engines share (each gets its own optimizer)."""
     t = cfg.train
     return {
-        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
         "gradient_accumulation_steps": t.grad_accum,
+        # With accumulation vidpred owns the boundary (vidpred.train.step): every step() call is an optimizer
+        # step, whatever the micro-batches before it back-propagated; backward() still scales by 1 / grad_accum.
+        # Without it every micro-step is DeepSpeed's boundary anyway, so its own (default) path stays.
+        "managed_gradient_accumulation": t.grad_accum == 1,
         "gradient_clipping": t.grad_clip,
         "zero_optimization": {"stage": t.zero_stage, **({} if t.use_gpu else CPU_ZERO),
                               **({"offload_optimizer": {"device": "cpu"}} if t.offload_optimizer else {})},
@@ -65,21 +69,24 @@ class LocalEngine:
     """A single-process stand-in for a DeepSpeed engine with the interface :func:`vidpred.train.step.gan_step`
     and the monitor use (call, ``backward``, ``step``, ``module``, ``device``, ``get_lr``, ``bfloat16_enabled``).
 
-    For tests and the quality benchmark: the same GAN step, optimizer (AdamW, betas 0.5/0.999) and
-    gradient clipping, without a process group or DeepSpeed.
+    For tests and the quality benchmark: the same GAN step, optimizer (AdamW, betas 0.5/0.999), gradient
+    clipping and accumulation (``backward`` scales the loss by 1 / ``grad_accum``, as DeepSpeed's does),
+    without a process group or DeepSpeed.
     """
 
-    def __init__(self, module: torch.nn.Module, lr: float, grad_clip: float = 0.0, device: str = "cpu"):
+    def __init__(self, module: torch.nn.Module, lr: float, grad_clip: float = 0.0, device: str = "cpu",
+                 grad_accum: int = 1):
         self.module = module.to(device)
         self.device = torch.device(device)
         self.grad_clip = grad_clip
+        self.grad_accum = grad_accum
         self.optimizer = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=0.0)
 
     def __call__(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        (loss / self.grad_accum if self.grad_accum > 1 else loss).backward()
 
     def step(self) -> None:
         if self.grad_clip:
@@ -95,6 +102,7 @@ class LocalEngine:
 
 
 def local_engines(generator: torch.nn.Module, discriminator: torch.nn.Module, cfg: Config, device: str = "cpu"):
-    """(G, D) :class:`LocalEngine` pair with the run's learning rates and clipping."""
+    """(G, D) :class:`LocalEngine` pair with the run's learning rates, clipping and accumulation."""
     t = cfg.train
-    return LocalEngine(generator, t.lr_g, t.grad_clip, device), LocalEngine(discriminator, t.lr_d, t.grad_clip, device)
+    return (LocalEngine(generator, t.lr_g, t.grad_clip, device, t.grad_accum),
+            LocalEngine(discriminator, t.lr_d, t.grad_clip, device, t.grad_accum))

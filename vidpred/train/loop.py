@@ -45,7 +45,7 @@ from vidpred.storage import location
 from vidpred.train import checkpoint, faults
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
-from vidpred.train.step import all_finite, take_step
+from vidpred.train.step import add_into, all_finite, take_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
 log = logging.getLogger("vidpred.train")
@@ -67,8 +67,7 @@ class Interval:
         self.steps = 0
 
     def add(self, losses: dict[str, torch.Tensor | float]) -> None:
-        for key, value in losses.items():
-            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        add_into(self.sums, losses)
         self.steps += 1
 
     def means(self) -> dict[str, float]:
@@ -128,10 +127,12 @@ class Trainer:
         # may have sized its pool for the whole machine: workers sharing a box would oversubscribe it.
         torch.set_num_threads(intra_op_threads(self.cfg.train.cpus_per_worker))
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank
-        generator, discriminator = Generator(self.cfg.model), Discriminators(self.cfg.model)
+        mode = self.cfg.train.activation_checkpointing
+        generator, discriminator = Generator(self.cfg.model, mode), Discriminators(self.cfg.model, mode)
         self.log(f"generator {count_parameters(generator):,} params, "
                  f"discriminators ({'+'.join(discriminator.names)}) {count_parameters(discriminator):,} params, "
-                 f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, "
+                 f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, micro-batch {self.cfg.micro_batch} x "
+                 f"{self.cfg.train.grad_accum}, activation checkpointing {mode}, "
                  f"{self.world} workers, {torch.get_num_threads()} torch thread(s) each")
         self.g_eng, self.d_eng = build_engines(generator, discriminator, self.cfg)
         self.monitor = Monitor(self.cfg, self.ctx)  # TensorBoard (rank 0) and validation
@@ -172,14 +173,14 @@ class Trainer:
                  f"{self.nonfinite.max_restores})")
 
     def batches(self):
-        """This worker's shard, epoch after epoch, from ``self.position`` on (the restored epoch's first
-        ``position.batch`` batches are read and dropped), until the step budget is spent."""
+        """This worker's shard in micro-batches, epoch after epoch, from ``self.position`` on (the restored
+        epoch's first ``position.batch`` micro-batches are read and dropped), until the step budget is spent."""
         shard = ray.train.get_dataset_shard("train")
         skip = self.position.batch
         while True:
             seen = 0
             for batch in shard.iter_torch_batches(
-                batch_size=self.cfg.data.batch_size, dtypes=torch.uint8, drop_last=False,
+                batch_size=self.cfg.micro_batch, dtypes=torch.uint8, drop_last=False,
                 prefetch_batches=PREFETCH_BATCHES,
                 local_shuffle_buffer_size=4 * self.cfg.data.batch_size,
                 local_shuffle_seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank,
@@ -213,17 +214,22 @@ class Trainer:
         with tmp:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name))
 
-    def train_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor | float]:
-        """One GAN step with this (seed, rank, step)'s noise; counts a skipped update, restores when due.
-        Returns the loss terms as the step left them (0-d tensors on the device)."""
+    def train_step(self, batches) -> dict[str, torch.Tensor | float]:
+        """One optimizer step (``train.grad_accum`` micro-batches from ``batches``) with this (seed, rank,
+        step)'s noise; counts a step with a skipped micro-batch, restores when due. Returns the loss terms,
+        the mean over the micro-batches (0-d tensors on the device)."""
+        t = self.cfg.train
         finite = all_finite if self.hooks is None else \
             self.hooks.finite(self.rank, self.step + 1, self.nonfinite.restores)
-        losses = take_step(self.g_eng, self.d_eng, batch, self.cfg, self.rank, self.step, finite)
+        losses = take_step(self.g_eng, self.d_eng, batches, self.cfg, self.rank, self.step, finite)
+        losses.pop("skipped_d")
+        left_out = round(float(losses.pop("skipped_g")) * t.grad_accum)  # a skipped D leaves G out too
         self.step += 1
-        skipped = bool(losses.pop("skipped_d") + losses.pop("skipped_g"))
+        skipped = left_out > 0
         if skipped:
-            self.log(f"step {self.step}: non-finite loss on some rank, update skipped "
-                     f"({self.nonfinite.streak + 1} in a row)")
+            what = "update skipped" if t.grad_accum == 1 else \
+                f"{left_out} of {t.grad_accum} micro-batches left out of the update"
+            self.log(f"step {self.step}: non-finite loss on some rank, {what} ({self.nonfinite.streak + 1} in a row)")
         if self.nonfinite.after_step(skipped):
             self.restore_for_nonfinite()
         return losses
@@ -292,7 +298,7 @@ class Trainer:
         batches = self.batches()
         interval = Interval()
         while self.step < t.steps:
-            interval.add(self.train_step(next(batches)))
+            interval.add(self.train_step(batches))
             last = False
             if self.at_report_point(first):
                 now = time.perf_counter()

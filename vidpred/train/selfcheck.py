@@ -96,7 +96,8 @@ def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], ste
         losses, g_after = [], []
         for step in range(steps):
             finite = all_finite if hooks is None else hooks.finite(rank, step + 1)
-            losses.append(as_floats(take_step(g_eng, d_eng, synthetic_batch(cfg, rank, step), cfg, rank, step, finite)))
+            micro = iter(synthetic_batch(cfg, rank, step).split(cfg.micro_batch))
+            losses.append(as_floats(take_step(g_eng, d_eng, micro, cfg, rank, step, finite)))
             if nan_at:
                 g_after.append(consolidated_state(g_eng))
         results[name] = {"losses": losses, "g_initial": initial, "g_after": g_after, "grad_norms": norms,

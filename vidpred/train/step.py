@@ -5,15 +5,26 @@ one D forward per D backward on ``cat([real, fake.detach()])``; then G's loss go
 module* with D's parameters frozen, never through D's engine. D is :class:`vidpred.model.Discriminators`:
 the frame and the clip discriminator in one module, so one engine and one optimizer serve both.
 
-A non-finite loss skips its engine's backward and optimizer step. The check runs *before* backward and
-every rank takes the same decision (:func:`all_finite` all-reduces a flag): one rank skipping a backward
-that the others run would leave DeepSpeed's gradient collectives waiting forever. A non-finite D loss
-skips G's update too (G's loss goes through the same D and the fake that broke it).
+A step is one optimizer step of both engines. With ``train.grad_accum`` = k it takes k micro-batches
+(:class:`Window`): each runs D's backward, then G's; gradients add up, and both engines step once, on the
+window's last micro-batch (vidpred owns that boundary: with k > 1 the engines run with DeepSpeed's
+``managed_gradient_accumulation`` off, so no DeepSpeed micro-step counter can drift from it; with k = 1
+every micro-step is DeepSpeed's boundary anyway). D steps right
+after the last micro-batch's D backward, so that micro-batch's G pass goes through the updated D, as every
+G pass does without accumulation; the earlier micro-batches' G passes see D as it was at the step's start.
+
+A non-finite loss leaves its micro-batch out of that engine's gradient: no backward. The check runs
+*before* backward and every rank takes the same decision (:func:`all_finite` all-reduces a flag): one rank
+skipping a backward that the others run would leave DeepSpeed's gradient collectives waiting forever. A
+non-finite D loss leaves the micro-batch out of G's gradient too (G's loss goes through the same D and the
+fake that broke it). At the boundary an engine steps with what its finite micro-batches gave (each weighs
+1/k, as always), and not at all when none was finite — a step on no gradient would still move Adam's weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -39,16 +50,34 @@ def all_finite(loss: torch.Tensor) -> bool:
     return bool(flag.item() == 1.0)
 
 
-def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
-             finite: Callable[[torch.Tensor], bool] = all_finite) -> dict[str, torch.Tensor | float]:
-    """Train D then G on one batch of uint8 clips (B, T, H, W, 3); returns every loss term as a detached 0-d
-    tensor on the engines' device (read them with :func:`vidpred.model.as_floats`: no host sync here beyond the
-    finiteness checks), plus ``skipped_d`` / ``skipped_g`` as floats (1.0 when that engine's update was
-    skipped for a non-finite loss).
+@dataclass
+class Window:
+    """The micro-batches of one optimizer step: ``size`` (``train.grad_accum``), how many have run, and how
+    many of them each engine back-propagated (an engine with none does not step)."""
+    size: int = 1
+    done: int = 0
+    d_backwards: int = 0
+    g_backwards: int = 0
 
-    ``step`` (the optimizer step about to be taken) drives the KL annealing schedule; ``finite`` decides,
-    identically on every rank, whether a loss may be back-propagated (default :func:`all_finite`).
+    @property
+    def last(self) -> bool:
+        """Whether the micro-batch now running ends the step (the boundary of both engines)."""
+        return self.done == self.size - 1
+
+
+def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
+             finite: Callable[[torch.Tensor], bool] = all_finite,
+             window: Window | None = None) -> dict[str, torch.Tensor | float]:
+    """Train D then G on one micro-batch of uint8 clips (B, T, H, W, 3); returns every loss term as a detached
+    0-d tensor on the engines' device (read them with :func:`vidpred.model.as_floats`: no host sync here beyond
+    the finiteness checks), plus ``skipped_d`` / ``skipped_g`` as floats (1.0 when the micro-batch was left
+    out of that engine's gradient for a non-finite loss).
+
+    ``step`` (the optimizer step being taken) drives the KL annealing schedule; ``finite`` decides,
+    identically on every rank, whether a loss may be back-propagated (default :func:`all_finite`);
+    ``window`` is the step this micro-batch belongs to (default: a step of one micro-batch), advanced here.
     """
+    window = window or Window()
     kind, context, names = cfg.model.gan_loss, cfg.data.context, d_eng.module.names
     real = to_model_space(batch).to(device=g_eng.device, dtype=_dtype(g_eng))
 
@@ -60,10 +89,15 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
     # raw call of D on the real clips would leave ZeRO-3 parameters marked in use: no backward releases them.
     real_feats = [[f.chunk(2)[0].detach() for f in per_d] for per_d in feats]
     loss_d, d_terms = discriminator_loss(*split_real_fake(_fp32(logits)), kind, names)
-    if not finite(loss_d):
+    d_finite = finite(loss_d)
+    if d_finite:
+        d_eng.backward(loss_d)
+        window.d_backwards += 1
+    if window.last and window.d_backwards:
+        d_eng.step()
+    if not d_finite:
+        _end_micro_batch(g_eng, window)
         return {**d_terms, "skipped_d": 1.0, "skipped_g": 1.0}
-    d_eng.backward(loss_d)
-    d_eng.step()
 
     _set_requires_grad(d_eng.module, False)
     try:
@@ -79,9 +113,10 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
         skipped_g = not finite(loss_g)
         if not skipped_g:
             g_eng.backward(loss_g)
-            g_eng.step()
+            window.g_backwards += 1
     finally:
         _set_requires_grad(d_eng.module, True)
+    _end_micro_batch(g_eng, window)
     return {**g_terms, **d_terms, "skipped_d": 0.0, "skipped_g": float(skipped_g)}
 
 
@@ -92,13 +127,34 @@ def noise_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
 
 
-def take_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, rank: int, step: int,
+def add_into(sums: dict[str, torch.Tensor | float], values: dict[str, torch.Tensor | float], scale: float = 1.0) -> None:
+    """``sums[key] += scale * value`` for every key (on the device: no host sync)."""
+    for key, value in values.items():
+        value = value * scale if scale != 1.0 else value
+        sums[key] = sums[key] + value if key in sums else value
+
+
+def take_step(g_eng, d_eng, micro_batches: Iterator[torch.Tensor], cfg: Config, rank: int, step: int,
               finite: Callable[[torch.Tensor], bool] = all_finite) -> dict[str, torch.Tensor | float]:
     """Optimizer step ``step + 1`` of ``rank`` as every path takes it — Ray Train's workers
     (:mod:`vidpred.train.loop`) and bare gloo ranks (:mod:`vidpred.train.selfcheck`): the noise of
-    (``train.seed``, rank, step), then :func:`gan_step`, whose terms and skip flags it returns."""
+    (``train.seed``, rank, step), then ``train.grad_accum`` micro-batches from ``micro_batches`` through
+    :func:`gan_step` on one :class:`Window`. Returns every term averaged over the micro-batches, the skip
+    flags too (``skipped_g`` × ``grad_accum`` = the micro-batches left out of the update)."""
+    k = cfg.train.grad_accum
     torch.manual_seed(noise_seed(cfg.train.seed, rank, step))
-    return gan_step(g_eng, d_eng, batch, cfg, step=step, finite=finite)
+    window, terms = Window(k), {}
+    while window.done < window.size:
+        add_into(terms, gan_step(g_eng, d_eng, next(micro_batches), cfg, step=step, finite=finite, window=window),
+                 1.0 / k)
+    return terms
+
+
+def _end_micro_batch(g_eng, window: Window) -> None:
+    """G's optimizer step at the boundary (if any of the step's G losses was finite); the window advances."""
+    if window.last and window.g_backwards:
+        g_eng.step()
+    window.done += 1
 
 
 def _dtype(engine) -> torch.dtype:
