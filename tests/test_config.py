@@ -44,6 +44,7 @@ def test_defaults_are_valid_and_small():
     ("train.nonfinite_max_restores=-1", "train.nonfinite_max_restores", "greater than or equal to 0"),
     ("train.grad_accum=4", "train.checkpoint_every", "multiple of train.grad_accum = 4"),
     ("data.probe_index=sometimes", "data.probe_index", "'use', 'refresh' or 'off'"),
+    ("train.checkpoint_upload=later", "train.checkpoint_upload", "'async' or 'sync'"),
     ("data.probe_index_dir=gs://bucket/indexes", "data.probe_index_dir", "allowed: a local path"),
     ("data.probe_index_dir=s3://", "data.probe_index_dir", "names no bucket"),
     ("data.probe_index_dir=/dev/null", "data.probe_index_dir", "where a folder is expected"),
