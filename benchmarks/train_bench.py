@@ -160,14 +160,15 @@ def clip_cache(workdir: Path, env: dict) -> Path:
 
 
 def train_row(size: str, workers: int, zero: int, steps: int, log_every: int, warmup: int, data: Path,
-              env: dict, storage: Path) -> dict:
-    """(b): one ``vidpred train`` run on ``data`` (prepared or raw); its steady-state rate and its start-up."""
+              env: dict, storage: Path | str, extra: list[str] | tuple[str, ...] = ()) -> dict:
+    """(b): one ``vidpred train`` run on ``data`` (prepared or raw); its steady-state rate and its start-up.
+    ``extra``: more ``--set`` arguments, after the row's own (a later one wins)."""
     name = f"{size}-w{workers}-z{zero}-{int(time.time())}"
     args = ["train", *SHAPE, "--set", f"data.uri={data}", "--set", f"model.size={size}",
             "--set", f"train.num_workers={workers}", "--set", f"train.zero_stage={zero}",
             "--set", f"train.steps={steps}", "--set", f"train.log_every={log_every}",
             "--set", f"train.checkpoint_every={steps}", "--set", f"train.val_every={steps}",
-            "--set", f"train.storage_path={storage}", "--set", f"train.name={name}"]
+            "--set", f"train.storage_path={storage}", "--set", f"train.name={name}", *extra]
     started = time.perf_counter()
     rc, lines = cli(args, env)
     wall = time.perf_counter() - started
@@ -177,7 +178,7 @@ def train_row(size: str, workers: int, zero: int, steps: int, log_every: int, wa
     rates = [(int(m.group(1)), float(m.group(2)), float(m.group(3))) for _, line in lines if (m := RATE.search(line))]
     steady = rates[warmup:] or rates
     return {"model": size, "workers": workers, "zero": zero, "data": "raw" if data.name == "raw" else "prepared",
-            "steps": steps, "log_every": log_every,
+            "steps": steps, "log_every": log_every, "name": name, "extra": list(extra),
             "intervals": [{"step": s, "steps_per_s": r, "clips_per_s": c} for s, r, c in rates],
             "steady_clips_per_s": statistics.median(c for _, _, c in steady),
             "steady_steps_per_s": statistics.median(r for _, r, _ in steady),

@@ -45,6 +45,7 @@ def test_defaults_are_valid_and_small():
     ("train.grad_accum=3", "data.batch_size", "multiple of train.grad_accum = 3"),
     ("train.activation_checkpointing=layer", "train.activation_checkpointing", "'off', 'step' or 'block'"),
     ("data.probe_index=sometimes", "data.probe_index", "'use', 'refresh' or 'off'"),
+    ("train.checkpoint_upload=later", "train.checkpoint_upload", "'async' or 'sync'"),
     ("data.probe_index_dir=gs://bucket/indexes", "data.probe_index_dir", "allowed: a local path"),
     ("data.probe_index_dir=s3://", "data.probe_index_dir", "names no bucket"),
     ("data.probe_index_dir=/dev/null", "data.probe_index_dir", "where a folder is expected"),

@@ -307,6 +307,10 @@ class TrainConfig(_Section):
         "see these) and TensorBoard means; checkpoints and validations report too")
     checkpoint_every: int = Field(30, ge=1)
     keep_checkpoints: int = Field(2, ge=1, le=1000)
+    checkpoint_upload: Literal["async", "sync"] = Field(
+        "async", description="how a checkpoint reaches train.storage_path: async = Ray Train uploads it in the "
+        "background while training goes on (registered once complete; the next report point waits for it if it "
+        "is not done by then), sync = the workers wait for the whole upload at the checkpoint step")
     max_failures: int = Field(
         2, ge=-1, le=10_000, description="worker failures (a lost node, a killed process) survived by restarting "
         "every worker from the last checkpoint (Ray Train's FailureConfig); -1: no limit, 0: the first ends the run")

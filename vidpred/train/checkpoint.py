@@ -47,13 +47,12 @@ def consolidated_state(engine) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in engine.module.state_dict().items()}
 
 
-def save(g_eng, d_eng, step: int, cfg: Config, rank: int,
-         progress: dict[str, Any] | None = None) -> tempfile.TemporaryDirectory:
-    """Write this rank's part of a checkpoint into a fresh temp dir (caller reports, then cleans up).
+def save(g_eng, d_eng, step: int, cfg: Config, rank: int, progress: dict[str, Any] | None = None) -> Path:
+    """Write this rank's part of a checkpoint into a fresh temp dir and return it: the caller hands it to Ray
+    Train and owns it (an asynchronous upload deletes it when done; otherwise the caller does).
 
     ``progress``: counters to restore with the step (plain JSON values: data position, non-finite counts)."""
-    tmp = tempfile.TemporaryDirectory(prefix="vidpred-ckpt-")
-    root = Path(tmp.name)
+    root = Path(tempfile.mkdtemp(prefix="vidpred-ckpt-"))
     state = {**(progress or {}), "step": step}
     g_eng.save_checkpoint(str(root / "g"), tag=TAG, client_state=state)
     d_eng.save_checkpoint(str(root / "d"), tag=TAG, client_state=state)
@@ -62,7 +61,7 @@ def save(g_eng, d_eng, step: int, cfg: Config, rank: int,
         atomic_write(root / GENERATOR_FILE, lambda p: torch.save(generator, p))
         meta = {**state, "config": cfg.model_dump(mode="json")}
         atomic_write(root / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
-    return tmp
+    return root
 
 
 def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:

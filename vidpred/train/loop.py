@@ -12,9 +12,12 @@ invocation, every ``log_every`` steps, every checkpoint and validation step, and
 every rank (Ray Train's report is a barrier). A report without a checkpoint goes out asynchronously
 (``CheckpointUploadMode.ASYNC``): Ray Train's controller takes one report per worker per poll (every 2 s,
 ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``) and a synchronous report blocks until it does — called every step, that
-wait was most of each step (docs/training.md, "Throughput"). Checkpoint reports stay synchronous: a checkpoint is registered complete or not at
-all; so does the report after one, which returns only once the controller has registered the checkpoint (a
-worker lost before that restarts from the checkpoint before, as with Ray's own synchronous reports).
+wait was most of each step (docs/training.md, "Throughput"). A checkpoint is written by every rank to a
+local temp dir and, by default (``train.checkpoint_upload=async``), uploaded by Ray Train in the background
+while the steps go on: it is registered once complete, never half. The report after a checkpoint is
+synchronous: it returns once the controller has registered the checkpoint (a worker lost before that restarts
+from the checkpoint before), so a slow upload holds the workers only for what is left of it at the next
+report point.
 Ray Tune's schedulers see every report (ASHA and PBT decide on validation results, which are report points).
 
 ``train.max_minutes``: the driver passes a wall-clock deadline (the command's start + the budget); at each
@@ -31,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from typing import Any
@@ -205,14 +209,24 @@ class Trainer:
         self.checkpoint_pending = False
 
     def save_checkpoint(self, metrics: dict[str, Any]) -> None:
-        """A checkpoint, written by every rank, reported with ``metrics`` (and the run's data account)
-        synchronously: Ray Train registers it complete or not at all."""
+        """A checkpoint, written by every rank to a local temp dir, reported with ``metrics`` (and the run's
+        data account). ``train.checkpoint_upload=async``: Ray Train uploads it in a background thread and
+        deletes the local copy, while the steps go on; the report is registered once the upload is complete
+        (a worker lost before then restarts from the checkpoint before), and the next report, synchronous
+        (:meth:`report`), waits for that. ``sync``: the upload happens inside this call."""
         self.checkpoint_pending = True
         metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         progress = {**self.position.state(), **self.nonfinite.state()}
-        tmp = checkpoint.save(self.g_eng, self.d_eng, self.step, self.cfg, self.rank, progress)
-        with tmp:
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name))
+        local = checkpoint.save(self.g_eng, self.d_eng, self.step, self.cfg, self.rank, progress)
+        ckpt = ray.train.Checkpoint.from_directory(str(local))
+        if self.cfg.train.checkpoint_upload == "async":
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+                             delete_local_checkpoint_after_upload=True)
+            return
+        try:
+            ray.train.report(metrics, checkpoint=ckpt)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
 
     def train_step(self, batches) -> dict[str, torch.Tensor | float]:
         """One optimizer step (``train.grad_accum`` micro-batches from ``batches``) with this (seed, rank,

@@ -103,8 +103,9 @@ def _rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], ste
         results[name] = {"losses": losses, "g_initial": initial, "g_after": g_after, "grad_norms": norms,
                          "g": consolidated_state(g_eng), "d": consolidated_state(d_eng)}
         # every rank's part of a real checkpoint, merged into one directory as Ray Train does
-        with checkpoint.save(g_eng, d_eng, steps, cfg, rank) as part:
-            shutil.copytree(part, os.path.join(os.path.dirname(out_path), name), dirs_exist_ok=True)
+        part = checkpoint.save(g_eng, d_eng, steps, cfg, rank)
+        shutil.copytree(part, os.path.join(os.path.dirname(out_path), name), dirs_exist_ok=True)
+        shutil.rmtree(part)
         del g_eng, d_eng
     if rank == 0:
         torch.save(results, out_path)
