@@ -20,6 +20,13 @@ from the checkpoint before), so a slow upload holds the workers only for what is
 report point.
 Ray Tune's schedulers see every report (ASHA and PBT decide on validation results, which are report points).
 
+Preemption: at each report point the ranks ask Ray Train whether a node of the run has been given notice
+(:meth:`Trainer.preempted`); the first time one has, that report point writes a checkpoint, and training goes
+on until the node goes. Ray Train then restarts the worker group from the latest checkpoint — that one —
+counting the restart against ``FailureConfig.max_preemption_failures`` (unlimited), not ``train.max_failures``.
+What is lost: the steps after the notice's report point. The notice must come at least a logging interval
+plus a checkpoint write before the node goes (Ray Train polls for notices every 5 s).
+
 ``train.max_minutes``: the driver passes a wall-clock deadline (the command's start + the budget); at each
 report point the ranks agree by one all-reduce whether it has passed, and the first that finds it has ends the
 run there as if it were ``train.steps``: validation, final checkpoint, the usual summary.
@@ -106,6 +113,7 @@ class Trainer:
         self.hooks = faults.TestHooks.from_env()  # None outside tests (faults injected by tests only)
         self.said_reports_queue = False
         self.checkpoint_pending = False  # a checkpoint was reported and the controller may not have taken it yet
+        self.preemption_seen = False  # a notice this worker group has already checkpointed for
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
@@ -282,9 +290,11 @@ class Trainer:
                 rate += f", {_figure(metrics['clips_per_s'] / self.world)} clips/s per GPU"
         self.log(f"step {self.step}/{t.steps} {' '.join(shown)} ({rate})")
 
-    def end_interval(self, interval: Interval, now: float, first: bool, last: bool) -> None:
+    def end_interval(self, interval: Interval, now: float, first: bool, last: bool,
+                     checkpoint_now: bool = False) -> None:
         """A report point: the interval's means and rate, validation when due, progress line, TensorBoard,
-        then a report, or a checkpoint (every ``checkpoint_every`` steps and at the last step)."""
+        then a report, or a checkpoint (every ``checkpoint_every`` steps, at the last step, and when
+        ``checkpoint_now``: a preemption notice)."""
         t = self.cfg.train
         seconds = interval.seconds(now)
         means = interval.means()
@@ -301,10 +311,25 @@ class Trainer:
             self.log(f"a logging interval took {seconds:.2f} s, less than the {RAY_POLL_S:g} s in which Ray Train "
                      f"collects a report: reports queue up and each checkpoint waits for them; raise "
                      f"train.log_every (now {t.log_every}) to about {math.ceil(t.log_every * RAY_POLL_S / seconds)}")
-        if self.step % t.checkpoint_every == 0 or last:
+        if self.step % t.checkpoint_every == 0 or last or checkpoint_now:
             self.save_checkpoint(metrics)
         else:
             self.report(metrics)
+
+    def preempted(self) -> bool:
+        """Whether a node of this run has been given notice (Ray Train's ``get_preemption_info``: a node Ray
+        Core marks as draining for preemption — a spot reclaim, or a SIGTERM to ``ray start --block``, which
+        drains its node for ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S`` before it stops), said once per notice.
+        A barrier across the ranks: called at report points only, which every rank reaches together."""
+        info = ray.train.get_preemption_info()
+        if info is None or self.preemption_seen:
+            return False
+        self.preemption_seen = True
+        left = "" if not info.deadline_ms else f", {max(info.deadline_ms / 1000 - time.time(), 0):.0f} s before it goes"
+        self.log(f"step {self.step}: preemption notice for node(s) {', '.join(info.preempted_node_to_ranks)} "
+                 f"(ranks {sorted(r for ranks in info.preempted_node_to_ranks.values() for r in ranks)}{left}): "
+                 "checkpointing now; the run resumes from this step")
+        return True
 
     def fit(self) -> None:
         t = self.cfg.train
@@ -320,7 +345,8 @@ class Trainer:
                 if last and self.step < t.steps:
                     self.log(f"step {self.step}: train.max_minutes = {t.max_minutes:g} is spent: ending the run "
                              f"here ({t.steps - self.step} of train.steps = {t.steps} not taken)")
-                self.end_interval(interval, now, first=self.step == first + 1, last=last)
+                self.end_interval(interval, now, first=self.step == first + 1, last=last,
+                                  checkpoint_now=self.preempted())
                 interval = Interval(now)
             if self.hooks is not None:
                 self.hooks.after_step(self.rank, self.step)
