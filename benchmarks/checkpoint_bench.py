@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the SeaweedFS helper the tests use
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_bench import clip_cache, train_row  # noqa: E402
+from train_bench import train_row, workspace  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "checkpoint_bench.json"
 BUCKET = "ckpt-bench"
@@ -63,11 +62,7 @@ def main() -> None:
     from s3server import SeaweedFS
 
     args = parse()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vidpred-ckpt-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, VIDPRED_CACHE=str(workdir / "cache"), RAY_ADDRESS="local", PYTHONUNBUFFERED="1",
-               RAY_USAGE_STATS_ENABLED="0")
-    data = clip_cache(workdir, env)
+    workdir, env, data = workspace(args.workdir, "vidpred-ckpt-bench-")
     (workdir / "seaweedfs").mkdir(exist_ok=True)
     server = SeaweedFS(workdir / "seaweedfs")
     server.start()

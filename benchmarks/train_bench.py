@@ -205,13 +205,19 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    args = parse()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vidpred-train-bench-"))
+def workspace(workdir: Path | None, prefix: str) -> tuple[Path, dict, Path]:
+    """(the work folder, made if missing, or a fresh temp one; the environment of the runs: a local Ray of
+    their own, vidpred's cache inside the folder; the prepared clip cache in it)."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=prefix))
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, VIDPRED_CACHE=str(workdir / "cache"), RAY_ADDRESS="local", PYTHONUNBUFFERED="1",
                RAY_USAGE_STATS_ENABLED="0")
-    data = clip_cache(workdir, env)
+    return workdir, env, clip_cache(workdir, env)
+
+
+def main() -> None:
+    args = parse()
+    workdir, env, data = workspace(args.workdir, "vidpred-train-bench-")
     sizes = [args.only] if args.only else ["tiny", "base"]
     plan = {"tiny": (args.layouts, args.steps, args.log_every), "base": (args.base_layouts, args.base_steps,
                                                                          args.base_log_every)}
