@@ -28,9 +28,10 @@ from vidpred.storage import join, location, storage_error, storage_path
 from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, parse_meta, read_meta
 
 # Keys a resumed run must keep: the engines' shards are laid out by them (model shapes, ZeRO partitions per
-# worker, dtypes, where the optimizer state lives), and the data position counts per-worker batches.
+# worker, dtypes, where the optimizer state lives), and the data position counts per-worker micro-batches
+# (data.batch_size / train.grad_accum clips each).
 PINNED = ("model", "train.zero_stage", "train.num_workers", "train.precision", "train.offload_optimizer",
-          "data.batch_size")
+          "data.batch_size", "train.grad_accum")
 
 
 def split_run(spec: str, storage: str) -> tuple[str, str]:

@@ -379,6 +379,11 @@ workerGroupSpecs:
               {{- include "vidpred.containerSecurityContext" . | nindent 14 }}
             env:
               {{- include "vidpred.env" . | nindent 14 }}
+              # On SIGTERM, ray start drains this node for preemption before it stops (Ray 2.60): Ray Train
+              # tells the workers and vidpred checkpoints at its next report point. The drain ends a few
+              # seconds before the grace period's SIGKILL.
+              - name: RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S
+                value: {{ max 1 (sub (int .Values.worker.terminationGracePeriodSeconds) 5) | quote }}
             volumeMounts:
               {{- include "vidpred.tmpMounts" . | nindent 14 }}
               {{- with .Values.extraVolumeMounts }}
