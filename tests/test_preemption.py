@@ -36,6 +36,7 @@ class Lines:
     def __init__(self, proc: subprocess.Popen, copy: Path):
         self.copy = copy.open("w", buffering=1)  # the run's output as it comes, for a failure's post-mortem
         self.lines: list[str] = []
+        self.ended = False
         self.cond = threading.Condition()
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
 
@@ -45,6 +46,9 @@ class Lines:
             with self.cond:
                 self.lines.append(line.rstrip("\n"))
                 self.cond.notify_all()
+        with self.cond:
+            self.ended = True  # the run's output is over: nothing more will match
+            self.cond.notify_all()
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match:
         deadline = time.monotonic() + timeout
@@ -54,8 +58,8 @@ class Lines:
                     if m := re.search(pattern, line):
                         return m
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no line matching {pattern!r} in {timeout:.0f} s:\n"
+                if left <= 0 or self.ended:
+                    raise AssertionError(f"no line matching {pattern!r} (waited up to {timeout:.0f} s):\n"
                                          + "\n".join(self.lines)[-8000:])
                 self.cond.wait(timeout=left)
 

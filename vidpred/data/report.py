@@ -271,11 +271,16 @@ def skip_log_name(run_name: str) -> str:
 
 
 def start_skip_log(run_name: str, summary: DataSummary):
-    """The run's SkipLog actor (named, so workers find it; lives as long as the driver)."""
+    """The run's SkipLog actor (named, so workers find it; lives as long as the driver), pinned to the
+    driver's node: anywhere else it would die with a worker node that is lost or preempted, and the run's
+    account with it, although training goes on."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(_SkipLog)
-    return actor.options(name=skip_log_name(run_name), get_if_exists=True).remote(summary.metrics())
+    return actor.options(name=skip_log_name(run_name), get_if_exists=True,
+                         scheduling_strategy=here).remote(summary.metrics())
 
 
 def run_data_metrics(run_name: str) -> dict[str, int]:
