@@ -113,14 +113,14 @@ class TestHooks:
         nan, kill = env.get(NAN_ENV), env.get(KILL_ENV)
         if not nan and not kill:
             return None
-        hooks = cls()
+        nan_at, kill_at = {}, None
         if nan:
             rank, steps = nan.split(":", 1)
-            hooks = cls(nan={int(rank): frozenset(int(s) for s in steps.split(","))})
+            nan_at = {int(rank): frozenset(int(s) for s in steps.split(","))}
         if kill:
             rank, step, marker = kill.split(":", 2)
-            hooks = cls(nan=hooks.nan, kill=(int(rank), int(step), Path(marker)))
-        return hooks
+            kill_at = (int(rank), int(step), Path(marker))
+        return cls(nan=nan_at, kill=kill_at)
 
     def finite(self, rank: int, step: int, restores: int = 0):
         """The finiteness check for optimizer step ``step`` (1-based) on ``rank``: :func:`all_finite`, or
