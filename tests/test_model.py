@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import subprocess
 import sys
 
@@ -172,6 +174,16 @@ def test_gaussian_kl_known_values():
     assert gaussian_kl(z, z, z, z).item() == 0
     # KL(N(1, 1) || N(0, 1)) = 0.5 per dimension; 48 dims per sample.
     assert gaussian_kl(z + 1, z, z, z).item() == pytest.approx(0.5 * 48)
+
+
+def test_gaussian_kl_known_values_with_unequal_variances():
+    """KL(q || p) with var_q = 4, var_p = 1, means 0 and 1: 0.5 * (ln(1/4) + 4 + 1 - 1) per dimension. The
+    swapped KL(p || q) is 0.5 * (ln 4 + (1 + 1) / 4 - 1): a KL with its arguments the wrong way round fails."""
+    z = torch.zeros(2, 3, 4, 4)
+    logvar_q = torch.full_like(z, math.log(4.0))
+    per_dim = 0.5 * (math.log(1 / 4) + 4 + 1 - 1)
+    assert gaussian_kl(z, logvar_q, z + 1, z).item() == pytest.approx(per_dim * 48)
+    assert gaussian_kl(z + 1, z, z, logvar_q).item() == pytest.approx(0.5 * (math.log(4) + 2 / 4 - 1) * 48)
 
 
 def moving_square(t=6, size=32, side=8, step=3) -> torch.Tensor:

@@ -23,7 +23,8 @@ Encoder and decoder are U-Net halves of ``model.blocks`` conv blocks per resolut
   **Imagine** (the future, steps ``context .. context+future-1``): each step is decoded and returned.
 * Training (``teacher_forcing=True``): the imagined steps read the ground truth too and draw z from the
   posterior. ``kl`` is averaged over all steps ``1 .. T-1`` (context steps included: their z feed the
-  state too).
+  state too). With ``prior_path=True`` the future is also imagined free running from the same observed
+  context (``prior_pred``): SAVP's GAN path, the one inference uses, so that the adversarial terms reach it.
 * Inference (``teacher_forcing=False`` / :meth:`Generator.predict`): only the context frames are read.
   The context is observed as in training (z from the posterior, as SVG's generation does); in the future
   z comes from the learned prior and the model feeds its own predictions back. ``kl`` then covers the
@@ -146,6 +147,9 @@ def _up_and_fuse(up: nn.Module, fuse: nn.Module, h: Tensor, skip: Tensor) -> Ten
 class GenOutput:
     pred: Tensor  # [B, future, 3, H, W] in [-1, 1]
     kl: Tensor  # scalar: KL(posterior || learned prior), summed over latent dims/pixels, mean over batch and steps
+    # [B, future, 3, H, W]: the same future imagined from the prior, own predictions fed back (as inference
+    # does), from the same observed context; only with ``prior_path=True``, else None
+    prior_pred: Tensor | None = None
 
 
 class Generator(nn.Module):
@@ -197,7 +201,8 @@ class Generator(nn.Module):
         per_frame = [recomputed(self.encoder, frames[:, i]) for i in range(frames.shape[1])]
         return torch.stack([e for e, _ in per_frame], dim=1), per_frame[context - 1][1]
 
-    def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None) -> GenOutput:
+    def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None,
+                prior_path: bool = False) -> GenOutput:
         """frames [B, T, 3, H, W] in [-1, 1]: :meth:`_observe` the context, then :meth:`_imagine` the future.
 
         teacher_forcing=True (training): the future steps read the ground truth too, so T must equal
@@ -205,6 +210,9 @@ class Generator(nn.Module):
         teacher_forcing=False (inference): only frames[:, :context] are read; ``future`` (default
         T - context) steps are predicted from the prior, feeding predictions back.
         Either way the context steps draw z from the posterior: their target frame is known.
+        ``prior_path`` (with teacher forcing: SAVP's two paths in one pass): from the same observed context,
+        the future is imagined a second time as inference imagines it (prior z, own predictions fed back),
+        into ``prior_pred``; the context is encoded and observed once for both.
         """
         self._check_frames(frames)
         t_total = frames.shape[1]
@@ -223,7 +231,12 @@ class Generator(nn.Module):
         preds, future_kls = self._imagine(frames, e_seen, skips, h, states, context, future, teacher_forcing)
         kls = context_kls + future_kls
         kl = torch.stack(kls).mean() if kls else frames.new_zeros(())
-        return GenOutput(pred=torch.stack(preds, dim=1), kl=kl)
+        prior_pred = None
+        if prior_path and teacher_forcing:  # free running from the same state (states are never changed in place)
+            prior_pred = torch.stack(self._imagine(frames, e_seen, skips, h, states, context, future, False)[0], dim=1)
+        elif prior_path:
+            raise ValueError("prior_path=True needs teacher_forcing=True: free running already is the prior path")
+        return GenOutput(pred=torch.stack(preds, dim=1), kl=kl, prior_pred=prior_pred)
 
     def _region(self, fn, *args):
         """``fn(*args)``, as a checkpointed region unless checkpointing is off (one step in time)."""

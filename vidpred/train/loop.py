@@ -194,7 +194,7 @@ class Trainer:
             for batch in shard.iter_torch_batches(
                 batch_size=self.cfg.micro_batch, dtypes=torch.uint8, drop_last=False,
                 prefetch_batches=PREFETCH_BATCHES,
-                local_shuffle_buffer_size=4 * self.cfg.data.batch_size,
+                local_shuffle_buffer_size=self.cfg.data.shuffle_clips,
                 local_shuffle_seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank,
             ):
                 seen += 1
