@@ -50,6 +50,7 @@ import ray.train
 import torch
 
 from vidpred.config import Config
+from vidpred.data.pipeline import clip_batches
 from vidpred.data.report import run_data_metrics
 from vidpred.model import Discriminators, Generator, as_floats, count_parameters
 from vidpred.storage import location
@@ -191,16 +192,12 @@ class Trainer:
         skip = self.position.batch
         while True:
             seen = 0
-            for batch in shard.iter_torch_batches(
-                batch_size=self.cfg.micro_batch, dtypes=torch.uint8, drop_last=False,
-                prefetch_batches=PREFETCH_BATCHES,
-                local_shuffle_buffer_size=self.cfg.data.shuffle_clips,
-                local_shuffle_seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank,
-            ):
+            for batch in clip_batches(shard, self.cfg.data, self.cfg.micro_batch, prefetch=PREFETCH_BATCHES,
+                                      seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank):
                 seen += 1
                 if seen > skip:
                     self.position.batch = seen
-                    yield batch["frames"]
+                    yield batch
             if seen == 0:
                 raise RuntimeError("this worker's shard holds no clips: every video was skipped or too short "
                                    "(see the warnings above), or there are fewer clips than workers")
