@@ -225,3 +225,23 @@ def test_model_room_imports_no_ray_or_deepspeed():
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("warp_from", ["previous", "context_and_previous"])
+def test_decoder_warps_the_last_context_frame_at_every_future_step(warp_from):
+    """With its mask all on one source and flow 0, the decoder copies that source: the frame before
+    (teacher forced: the true frame t-1) or, with context_and_previous, the last context frame at every step,
+    however far into the future."""
+    cfg = SMALL.model_copy(update={"warp_from": warp_from})
+    g = Generator(cfg)
+    x = clip(t=5)
+    with torch.no_grad():
+        bias = g.decoder.out.bias
+        bias.zero_()
+        if warp_from == "previous":
+            bias[-1] = 30.0  # sigmoid: all previous
+        else:
+            bias[-3:] = torch.tensor([-30.0, 30.0, -30.0])  # softmax: all context
+        pred = g(x, context=2).pred
+    expected = x[:, 1:4] if warp_from == "previous" else x[:, 1:2].expand(-1, 3, -1, -1, -1)
+    torch.testing.assert_close(pred, expected, atol=1e-4, rtol=0)

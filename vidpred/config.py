@@ -223,6 +223,11 @@ class ModelConfig(_Section):
     clip_discriminator: bool = Field(True, description="add the spatio-temporal (3D conv) clip discriminator")
     spectral_norm: bool = Field(False, description="spectral norm on the discriminators' convs (then no GroupNorm)")
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"
+    warp_from: Literal["previous", "context_and_previous"] = Field(
+        "context_and_previous", description="what the decoder warps into the next frame: previous = the frame before "
+        "(fed back in the future steps, so its bilinear resampling compounds into blur step after step); "
+        "context_and_previous = also the last context frame, real at every step, with a flow of its own; the two "
+        "warps and new pixels are mixed by a softmax mask (SAVP composites context images the same way)")
 
     @model_validator(mode="before")
     @classmethod
