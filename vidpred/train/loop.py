@@ -65,7 +65,8 @@ PREFETCH_BATCHES = 2  # batches Ray Data prepares ahead of the step that takes t
 # Ray Train's controller collects one report per worker per poll, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s
 # by default): reports that come faster queue up, and a (synchronous) checkpoint report waits for the queue.
 RAY_POLL_S = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0))
-SHOWN_LOSSES = ("rec", "kl", "adv", "feat", "cycle", "g_total", "d_loss")  # on the progress line; every term is reported
+# on the progress line (every term is reported); rec_prior: the free-running path's L1, beside the teacher-forced one
+SHOWN_LOSSES = ("rec", "rec_prior", "kl", "adv", "feat", "cycle", "g_total", "d_loss")
 
 
 class Interval:
@@ -272,7 +273,9 @@ class Trainer:
     def progress(self, metrics: dict[str, Any], first: bool) -> None:
         """The progress line: the main losses, validation beside copy-last, and the interval's true rate."""
         t = self.cfg.train
-        shown = [f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if k in metrics and (k != "cycle" or self.cfg.loss.w_cycle)]
+        hidden = {"cycle"} if not self.cfg.loss.w_cycle else set()
+        hidden |= {"rec_prior"} if self.cfg.loss.gan_paths != "both" else set()
+        shown = [f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if k in metrics and k not in hidden]
         if metrics.get("nonfinite_steps"):
             shown.append(f"nonfinite_steps={metrics['nonfinite_steps']}")
         if "val_psnr" in metrics:
