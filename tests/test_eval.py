@@ -71,7 +71,7 @@ def test_eval_writes_every_file_at_the_right_sizes(dataset, checkpoint, tmp_path
         assert grid.size == (LABEL_W + (CONTEXT + FUTURE) * (fw + GAP) + 3 * GAP, shown * (2 * (fh + GAP) + GAP))
     with Image.open(out / "prediction.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == CONTEXT + FUTURE
-        assert gif.size == (2 * fw + 3 * GAP, shown * (fh + 12 + GAP) + GAP)
+        assert gif.size == (3 * fw + 4 * GAP, shown * (fh + 12 + GAP) + GAP)  # truth | model | copy-last
         gif.seek(gif.n_frames - 1)
         gif.convert("RGB").load()
     with Image.open(out / "metrics.png") as plot:

@@ -9,7 +9,7 @@ the run trained with. Writes into ``out``:
   blur, this shows it);
 * ``metrics.md``   - the same as a markdown table, model vs copy-last per step;
 * ``grid.png``     - per clip, context | truth above context | prediction (the first sample);
-* ``prediction.gif`` - truth | model over time, one row per clip;
+* ``prediction.gif`` - truth | model | copy-last over time, one row per clip;
 * ``metrics.png``  - PSNR and SSIM per future step for both.
 """
 
