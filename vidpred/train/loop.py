@@ -63,6 +63,7 @@ from vidpred.storage import location
 from vidpred.train import checkpoint, faults
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
+from vidpred.train.reshard import adam_step
 from vidpred.train.step import add_into, all_finite, take_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
@@ -165,7 +166,8 @@ class Trainer:
             return
         batch = self.world * self.cfg.data.batch_size
         kept = (f"global batch {batch} kept: {self.cfg.data.batch_size} clips per worker per step in {t.grad_accum} "
-                f"micro-batches of {self.cfg.micro_batch}" if batch == run.train.num_workers * run.data.batch_size
+                f"micro-batch{'es' if t.grad_accum > 1 else ''} of {self.cfg.micro_batch}"
+                if batch == run.train.num_workers * run.data.batch_size
                 else f"global batch {batch} instead of {run.train.num_workers * run.data.batch_size}: {self.world} "
                 f"does not divide train.num_workers × train.grad_accum = "
                 f"{run.train.num_workers * run.train.grad_accum}, so each worker keeps data.batch_size")
@@ -190,7 +192,8 @@ class Trainer:
             self.position = faults.Position.from_state(state, self.world)
             resharded = f", resharded from {state['world']} workers" if state["world"] != self.world else ""
             self.log(f"resumed from step {self.step} (data epoch {self.position.epoch}, "
-                     f"{self.position.batch} batches into it{resharded})")
+                     f"{self.position.batch} batches into it{resharded}; Adam at step "
+                     f"{adam_step(self.g_eng)} for G, {adam_step(self.d_eng)} for D)")
 
     def restore_for_nonfinite(self) -> None:
         """Back to the last checkpoint reported (this attempt or an earlier one), both LRs lowered. The data

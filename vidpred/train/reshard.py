@@ -34,6 +34,12 @@ def base_optimizer(engine) -> torch.optim.Optimizer:
     return opt
 
 
+def adam_step(engine) -> int:
+    """Adam's step count in ``engine`` (0 before its first step): what a restore must carry over."""
+    steps = [float(state["step"]) for state in base_optimizer(engine).state.values() if "step" in state]
+    return int(max(steps, default=0.0))
+
+
 def _ensure_adam_state(engine) -> torch.optim.Optimizer:
     """Adam's state for every tensor the optimizer steps, zero where it has not stepped yet (torch creates it
     at the first step, and DeepSpeed links its per-parameter views of it to the flat partitions only then), so
@@ -83,8 +89,7 @@ def full_state(engine) -> dict[str, Any]:
             out[key][name] = value.detach().float().cpu().clone()
     for name, b in engine.module.named_buffers():
         out["weights"][name] = b.detach().float().cpu().clone()
-    steps = {float(s["step"]) for s in opt.state.values() if "step" in s}
-    out["step"] = int(max(steps, default=0.0))
+    out["step"] = adam_step(engine)
     out["lr"] = [group["lr"] for group in opt.param_groups]
     out["global_steps"] = int(engine.global_steps)
     return out
