@@ -32,6 +32,7 @@ from test_preemption import Lines
 pytestmark = pytest.mark.slow
 HEAD_CPUS, NODE_CPUS, WORKER_CPUS = 1, 2, 1.5
 STEPS, EVERY = 60, 4  # checkpoints every 4 steps: a restart loses at most 3
+START_TIMEOUT_S = 20
 
 
 def kill_node(node: subprocess.Popen) -> None:
@@ -44,6 +45,10 @@ def kill_node(node: subprocess.Popen) -> None:
 def test_elastic_run_shrinks_to_one_worker_and_grows_back(cli_env, tmp_path):
     cli_env.pop("RAY_ADDRESS", None)
     token_auth(cli_env)
+    # After a node is lost Ray Train first tries the old size again (the dead node's CPUs still look free until
+    # Ray marks it dead) and waits this long for its placement group before it tries the size there is room
+    # for (default 60 s; the placement group of a size that fits is ready in seconds)
+    cli_env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(START_TIMEOUT_S)
     dirs = [tempfile.mkdtemp(prefix="/tmp/rayh"), *(tempfile.mkdtemp(prefix="/tmp/rayn") for _ in range(3))]
     gcs, dash = free_port(), free_port()
     nodes, run = [], None
