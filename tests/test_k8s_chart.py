@@ -193,6 +193,10 @@ def test_configmap_holds_a_valid_vidpred_config(mode, rendered):
     w = values["worker"]
     pods = w["maxReplicas"] if values.get("autoscaling", {}).get("enabled") else w["replicas"]
     assert cfg.train.num_workers * cfg.train.gpus_per_worker == pods * w["gpus"]
+    # elastic down to minReplicas pods' GPUs when fewer pods than the group's may be up, else a fixed size;
+    # tune's trials always have a fixed size (the pods are room for concurrent trials)
+    least = max(1, int(w["minReplicas"] * w["gpus"] // cfg.train.gpus_per_worker))
+    assert cfg.train.min_workers == (least if w["minReplicas"] < pods and mode != "tune" else None)
 
 
 # --------------------------------------------------------------------------------------------- validators
@@ -293,7 +297,8 @@ def test_spot_values_put_workers_on_spot_and_the_head_on_demand(mode, spot_rende
     cm = next(o for o in objects if o["kind"] == "ConfigMap")
     cfg = yaml.safe_load(cm["data"]["config.yaml"])["train"]
     assert cfg["num_workers"] == 16 and cfg["max_failures"] == 50
-    assert cfg["min_workers"] == 8  # minReplicas 1 of 8 GPUs: the elastic range 8..16
+    # minReplicas 1 of 8 GPUs: the elastic range 8..16 (tune's trials keep a fixed size)
+    assert cfg.get("min_workers") == (None if mode == "tune" else 8)
     if ray["kind"] == "RayJob":
         s = ray["spec"]
         assert (s["submissionMode"], s["shutdownAfterJobFinishes"], s["ttlSecondsAfterFinished"],

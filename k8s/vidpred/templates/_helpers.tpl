@@ -65,8 +65,8 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{/*
 The vidpred config written to the ConfigMap (YAML). The chart owns data.uri and train.storage_path (from
 storage.*) and fills in the GPU layout unless config.train says otherwise (num_workers = the GPUs of the
-group's pods, and, when worker.minReplicas is below them and config.train gives neither key, min_workers =
-the GPUs of minReplicas pods: an elastic run); it refuses a layout that needs more
+group's pods, and, when worker.minReplicas is below them, config.train gives neither key and the mode is not
+tune, min_workers = the GPUs of minReplicas pods: an elastic run); it refuses a layout that needs more
 GPUs than the worker group can ever have (Ray Train would wait for them forever).
 */}}
 {{- define "vidpred.config" -}}
@@ -89,8 +89,9 @@ GPUs than the worker group can ever have (Ray Train would wait for them forever)
 {{- $gpus := mul $pods (int .Values.worker.gpus) -}}
 {{- if not (hasKey $train "num_workers") -}}
 {{- $_ = set $train "num_workers" (int (floor (divf $gpus (float64 $train.gpus_per_worker)))) -}}
-{{- /* fewer pods may be up (a lost spot node): an elastic run over minReplicas..the group's pods */ -}}
-{{- if and (lt (int .Values.worker.minReplicas) $pods) (not (hasKey $train "min_workers")) -}}
+{{- /* fewer pods may be up (a lost spot node): an elastic run over minReplicas..the group's pods; not in
+mode tune, where the pods are room for concurrent trials of a fixed size */ -}}
+{{- if and (lt (int .Values.worker.minReplicas) $pods) (not (hasKey $train "min_workers")) (ne .Values.mode "tune") -}}
 {{- $least := mul (int .Values.worker.minReplicas) (int .Values.worker.gpus) -}}
 {{- $_ = set $train "min_workers" (max 1 (int (floor (divf $least (float64 $train.gpus_per_worker))))) -}}
 {{- end -}}
