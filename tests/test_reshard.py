@@ -1,5 +1,6 @@
 """Resharding, checked numerically: an elastic run's checkpoint written by 2 ranks and loaded by 1 (and 1 → 2)
-gives the same whole weights and Adam moments (exp_avg, exp_avg_sq, step) of both engines, per ZeRO stage.
+gives the same whole weights and Adam moments (exp_avg, exp_avg_sq, step) of both engines, per ZeRO stage
+(0-3 fp32; 2 and 3 with bf16, and with the optimizer offloaded to the CPU).
 
 Bare gloo ranks on 127.0.0.1 (no Ray): the writer trains a few real GAN steps (vidpred.train.step.take_step),
 saves a checkpoint as a worker does and records both engines' whole state; a group of the other size builds
@@ -19,8 +20,6 @@ import torch
 
 from vidpred import config
 
-pytestmark = pytest.mark.slow
-
 STEPS = 3
 BASE = ["data.height=16", "data.width=16", "data.context=2", "data.future=2", "data.batch_size=2",
         "model.channels=8", "model.z_channels=4", "model.levels=2", "model.d_channels=8", "train.seed=5",
@@ -28,6 +27,9 @@ BASE = ["data.height=16", "data.width=16", "data.context=2", "data.future=2", "d
 STAGES = (0, 1, 2, 3)
 RUNS = {f"zero{s}": BASE + [f"train.zero_stage={s}"] for s in STAGES}
 RUNS["zero2_bf16"] = BASE + ["train.zero_stage=2", "train.precision=bf16"]
+RUNS["zero3_bf16"] = BASE + ["train.zero_stage=3", "train.precision=bf16"]
+RUNS["zero2_offload"] = BASE + ["train.zero_stage=2", "train.offload_optimizer=true"]
+RUNS["zero3_offload"] = BASE + ["train.zero_stage=3", "train.offload_optimizer=true"]
 
 
 def _write(rank, world, port, runs, out_dir):
@@ -124,6 +126,7 @@ def check_same_state(written: dict, read: dict, run: str) -> None:
             assert torch.equal(module[name], want.to(dtype).float()), (net, name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(RUNS))
 def test_two_ranks_to_one(run, two_to_one):
     written, read = two_to_one[run]
@@ -132,9 +135,26 @@ def test_two_ranks_to_one(run, two_to_one):
     assert read["after_step"] == written["g"]["step"] + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", list(RUNS))
 def test_one_rank_to_two(run, one_to_two):
     written, read = one_to_two[run]
     check_same_state(written, read, run)
     assert read["progress"]["world"] == 1 and read["progress"]["step"] == STEPS
     assert read["after_step"] == written["g"]["step"] + 1
+
+
+def test_a_fixed_runs_checkpoint_at_another_size_is_refused_naming_both_sizes(tmp_path):
+    """A fixed run's checkpoint has no whole state: loaded by another number of workers (here 1, no process
+    group) it is refused before any engine is touched, saying what can be loaded and what to set."""
+    import json
+
+    from vidpred.train import checkpoint
+
+    meta = {"step": 6, "world": 2, "config": config.load().model_dump(mode="json")}
+    (tmp_path / checkpoint.META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        checkpoint.restore(None, None, tmp_path)
+    msg = str(info.value)
+    assert "written by 2 workers, loaded by 1" in msg and "train.min_workers" in msg
+    assert "train.num_workers = 2" in msg
