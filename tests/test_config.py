@@ -43,6 +43,10 @@ def test_defaults_are_valid_and_small():
     ("train.nonfinite_lr_factor=1", "train.nonfinite_lr_factor", "less than 1"),
     ("train.nonfinite_max_restores=-1", "train.nonfinite_max_restores", "greater than or equal to 0"),
     ("train.grad_accum=3", "data.batch_size", "multiple of train.grad_accum = 3"),
+    ("train.min_workers=3", "train.min_workers = 3", "at most train.num_workers = 2"),
+    ("train.min_workers=0", "train.min_workers", "greater than or equal to 1"),
+    ("train.min_workers=1..2", "train.min_workers", "valid integer"),
+    ("train.elastic_resize_interval_s=-1", "train.elastic_resize_interval_s", "greater than or equal to 0"),
     ("train.activation_checkpointing=layer", "train.activation_checkpointing", "'off', 'step' or 'block'"),
     ("data.probe_index=sometimes", "data.probe_index", "'use', 'refresh' or 'off'"),
     ("train.checkpoint_upload=later", "train.checkpoint_upload", "'async' or 'sync'"),
@@ -53,6 +57,19 @@ def test_defaults_are_valid_and_small():
 def test_bad_value_names_field_and_allowed(override, field, allowed):
     msg = error_of([override])
     assert field in msg and allowed in msg
+
+
+def test_elastic_range_and_the_batch_at_each_size():
+    fixed = config.load(overrides=["train.num_workers=2", "train.min_workers=2"]).train
+    assert not fixed.elastic and not config.load().train.elastic
+    cfg = config.load(overrides=["train.num_workers=4", "train.min_workers=1", "data.batch_size=4",
+                                 "train.grad_accum=2"])
+    assert cfg.train.elastic and cfg.at_world(4) is cfg
+    for world, accum in ((2, 4), (1, 8)):  # global batch 4 × 4 = 16 clips in micro-batches of 2
+        at = cfg.at_world(world)
+        assert (at.train.grad_accum, at.micro_batch, world * at.data.batch_size) == (accum, 2, 16)
+    assert cfg.at_world(3) is cfg  # 3 does not divide 4 × 2: each worker keeps data.batch_size
+    assert cfg.train.grad_accum == 2 and cfg.data.batch_size == 4  # the run's own config is left as it was
 
 
 def test_model_size_preset_fills_what_is_not_given():

@@ -193,6 +193,10 @@ def test_configmap_holds_a_valid_vidpred_config(mode, rendered):
     w = values["worker"]
     pods = w["maxReplicas"] if values.get("autoscaling", {}).get("enabled") else w["replicas"]
     assert cfg.train.num_workers * cfg.train.gpus_per_worker == pods * w["gpus"]
+    # elastic down to minReplicas pods' GPUs when fewer pods than the group's may be up, else a fixed size;
+    # tune's trials always have a fixed size (the pods are room for concurrent trials)
+    least = max(1, int(w["minReplicas"] * w["gpus"] // cfg.train.gpus_per_worker))
+    assert cfg.train.min_workers == (least if w["minReplicas"] < pods and mode != "tune" else None)
 
 
 # --------------------------------------------------------------------------------------------- validators
@@ -266,7 +270,7 @@ def test_spot_values_lint_strict(mode, tmp_path):
 @pytest.mark.parametrize("mode", MODES)
 def test_spot_values_put_workers_on_spot_and_the_head_on_demand(mode, spot_rendered):
     """ci/spot-values.yaml: GPU workers select and tolerate GKE spot nodes (the NVIDIA toleration kept), get
-    the values' grace period, form a fixed group (min = max = replicas); the head (num-cpus 0) and the
+    the values' grace period, form a group of 2 pods elastic down to 1 (the run's config 8..16 workers); the head (num-cpus 0) and the
     submitter must land off spot nodes; the Ray object carries the Kueue queue label."""
     _, objects = spot_rendered[mode]
     values = yaml.safe_load(SPOT_VALUES.read_text())
@@ -282,7 +286,7 @@ def test_spot_values_put_workers_on_spot_and_the_head_on_demand(mode, spot_rende
     assert _on_demand_only(head["template"]["spec"]["affinity"])
     (group,) = spec["workerGroupSpecs"]
     worker = group["template"]["spec"]
-    assert group["minReplicas"] == group["replicas"] == group["maxReplicas"] == 2
+    assert (group["minReplicas"], group["replicas"], group["maxReplicas"]) == (1, 2, 2)
     assert worker["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert worker["affinity"] == values["worker"]["affinity"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in worker["tolerations"]
@@ -293,6 +297,8 @@ def test_spot_values_put_workers_on_spot_and_the_head_on_demand(mode, spot_rende
     cm = next(o for o in objects if o["kind"] == "ConfigMap")
     cfg = yaml.safe_load(cm["data"]["config.yaml"])["train"]
     assert cfg["num_workers"] == 16 and cfg["max_failures"] == 50
+    # minReplicas 1 of 8 GPUs: the elastic range 8..16 (tune's trials keep a fixed size)
+    assert cfg.get("min_workers") == (None if mode == "tune" else 8)
     if ray["kind"] == "RayJob":
         s = ray["spec"]
         assert (s["submissionMode"], s["shutdownAfterJobFinishes"], s["ttlSecondsAfterFinished"],

@@ -77,6 +77,7 @@ def test_defaults_search_three_weights_against_w_rec(tmp_path):
     ({"scheduler": "pbt", "searcher": "optuna"}, "searcher optuna with scheduler pbt"),
     ({"objective": {"metric": "val_lpips"}}, "objective.metric = 'val_lpips': unknown metric; allowed: val_psnr_gain"),
     ({"resources": {"cpus_per_worker": 0}}, "resources.cpus_per_worker = 0"),
+    ({"base": {"train": {"min_workers": 1}}, "resources": {"num_workers": 2}}, "train.min_workers = 1: a trial runs on a fixed"),
     ({"resource": {}}, "resource: unknown key; allowed: name, description, num_samples"),
     ({"base": {"train": {"steps": 0}}}, "base: invalid config:\n  train.steps = 0"),
     ({"base_config": "missing.yaml"}, "base_config"),

@@ -304,7 +304,17 @@ class LossConfig(_Section):
 
 
 class TrainConfig(_Section):
-    num_workers: int = Field(2, ge=1, le=4096, description="Ray Train workers")
+    num_workers: int = Field(
+        2, ge=1, le=4096, description="Ray Train workers; with train.min_workers, the most an elastic run grows to")
+    min_workers: int | None = Field(
+        None, ge=1, le=4096, description="an elastic run: Ray Train runs it with train.min_workers to "
+        "train.num_workers workers, shrinking when a node is lost and growing when nodes come back, each time "
+        "from the latest checkpoint resharded to the new number (docs/training.md, \"Elastic runs\"); None: a "
+        "fixed number, train.num_workers")
+    elastic_resize_interval_s: float = Field(
+        60.0, ge=0, le=86_400, description="an elastic run below train.num_workers workers checks this often "
+        "whether the cluster has room for more and, if so, restarts larger from its latest checkpoint (Ray "
+        "Train's elastic_resize_monitor_interval_s)")
     cpus_per_worker: float = Field(
         0.5, gt=0, le=512,
         description="fractional on purpose: whole-CPU workers on a small box leave Ray Data nothing and hang")
@@ -405,6 +415,18 @@ class TrainConfig(_Section):
                              "optimizer on the device)")
         return self
 
+    @model_validator(mode="after")
+    def _elastic_range(self) -> "TrainConfig":
+        if self.min_workers is not None and self.min_workers > self.num_workers:
+            raise ValueError(f"train.min_workers = {self.min_workers}: must be at most train.num_workers = "
+                             f"{self.num_workers} (the range an elastic run spans), or null for a fixed size")
+        return self
+
+    @property
+    def elastic(self) -> bool:
+        """Whether the run may change size (train.min_workers set below train.num_workers)."""
+        return self.min_workers is not None and self.min_workers < self.num_workers
+
 
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
@@ -429,6 +451,20 @@ class Config(_Section):
     def micro_batch(self) -> int:
         """Clips per worker per forward/backward: data.batch_size / train.grad_accum."""
         return self.data.batch_size // self.train.grad_accum
+
+    def at_world(self, world: int) -> "Config":
+        """The config a worker group of ``world`` workers trains with. data.batch_size and train.grad_accum are
+        those of train.num_workers workers; with fewer (an elastic run that shrank) each worker takes
+        num_workers / world times the clips per step in as many more micro-batches of the same size, so the
+        global batch stays num_workers × data.batch_size — when world divides num_workers × train.grad_accum.
+        Otherwise the config is kept as it is and the global batch is world × data.batch_size."""
+        t = self.train
+        if world == t.num_workers or (t.num_workers * t.grad_accum) % world:
+            return self
+        scale = t.num_workers * t.grad_accum // world  # micro-batches per step at this world size
+        return self.model_copy(update={
+            "train": t.model_copy(update={"grad_accum": scale}),
+            "data": self.data.model_copy(update={"batch_size": self.micro_batch * scale})})
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

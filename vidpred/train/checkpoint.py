@@ -2,9 +2,11 @@
 
 Layout of one checkpoint directory (Ray merges the ranks' uploads into it):
 ``g/`` and ``d/`` (DeepSpeed ``save_checkpoint`` output, all ranks' shards), ``generator.pt`` (fp32
-state dict, loadable without DeepSpeed), ``meta.json`` (step, data position and the other progress
-counters, config). The progress counters also ride in DeepSpeed's ``client_state``, so the engines and
-the counters of a checkpoint always come from the same save.
+state dict, loadable without DeepSpeed), ``meta.json`` (step, the world size that wrote it, data position
+and the other progress counters, config), and in an elastic run's checkpoints ``reshard.pt``: both engines'
+state gathered whole (:mod:`vidpred.train.reshard`), what a worker group of another size loads. The
+progress counters also ride in DeepSpeed's ``client_state``, so the engines and the counters of a
+checkpoint always come from the same save.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vidpred.storage import atomic_write
 
 TAG = "state"
 GENERATOR_FILE = "generator.pt"
+RESHARD_FILE = "reshard.pt"
 META_FILE = "meta.json"
 EXPORT_FORMAT = "vidpred-generator/1"  # what ``vidpred export`` writes (vidpred.train.export)
 EXPECTED = ("a checkpoint folder as vidpred train writes it (<storage>/<run>/checkpoint_<time>/, holding "
@@ -47,18 +50,29 @@ def consolidated_state(engine) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in engine.module.state_dict().items()}
 
 
+def world_size() -> int:
+    """The ranks of the process group (1 without one)."""
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
 def save(g_eng, d_eng, step: int, cfg: Config, rank: int, progress: dict[str, Any] | None = None) -> Path:
     """Write this rank's part of a checkpoint into a fresh temp dir and return it: the caller hands it to Ray
     Train and owns it (an asynchronous upload deletes it when done; otherwise the caller does).
 
-    ``progress``: counters to restore with the step (plain JSON values: data position, non-finite counts)."""
+    ``progress``: counters to restore with the step (plain JSON values: data position, non-finite counts).
+    An elastic run (``train.min_workers``) also writes both engines' state whole (:data:`RESHARD_FILE`)."""
+    from vidpred.train import reshard
+
     root = Path(tempfile.mkdtemp(prefix="vidpred-ckpt-"))
-    state = {**(progress or {}), "step": step}
+    state = {**(progress or {}), "step": step, "world": world_size()}
     g_eng.save_checkpoint(str(root / "g"), tag=TAG, client_state=state)
     d_eng.save_checkpoint(str(root / "d"), tag=TAG, client_state=state)
     generator = consolidated_state(g_eng)
+    whole = {"g": reshard.full_state(g_eng), "d": reshard.full_state(d_eng)} if cfg.train.elastic else None
     if rank == 0:
         atomic_write(root / GENERATOR_FILE, lambda p: torch.save(generator, p))
+        if whole is not None:
+            atomic_write(root / RESHARD_FILE, lambda p: torch.save(whole, p))
         meta = {**state, "config": cfg.model_dump(mode="json")}
         atomic_write(root / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return root
@@ -66,14 +80,33 @@ def save(g_eng, d_eng, step: int, cfg: Config, rank: int, progress: dict[str, An
 
 def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:
     """Load both engines (weights, optimizer, LR scheduler) from a checkpoint dir; returns its progress
-    counters: at least ``step``, and whatever :func:`save` was given (older checkpoints: step only)."""
+    counters: at least ``step``, ``world`` (the world size that wrote it), and whatever :func:`save` was
+    given. At the world size that wrote it, from DeepSpeed's own shards; at another, from the checkpoint's
+    whole state (:data:`RESHARD_FILE`), which only an elastic run's checkpoints have: CheckpointError
+    otherwise."""
+    from vidpred.train import reshard
+
     root = Path(directory)
+    meta = read_meta(root)
+    written_by, world = int(meta.get("world", world_size())), world_size()
+    if written_by != world:
+        whole = root / RESHARD_FILE
+        if not whole.is_file():
+            raise CheckpointError(
+                f"{root}: written by {written_by} workers, loaded by {world}: only the checkpoints of an elastic "
+                f"run (train.min_workers set) hold the whole state that can be resharded to another number of "
+                f"workers; run this one with train.num_workers = {written_by}")
+        saved = torch.load(whole, map_location="cpu", weights_only=True)
+        reshard.load_full_state(g_eng, saved["g"])
+        reshard.load_full_state(d_eng, saved["d"])
+        progress = {k: v for k, v in meta.items() if isinstance(v, (int, float, str))}
+        return {**progress, "world": written_by}
     path, g_state = g_eng.load_checkpoint(str(root / "g"), tag=TAG)
     d_path, _ = d_eng.load_checkpoint(str(root / "d"), tag=TAG)
     if path is None or d_path is None:
         raise FileNotFoundError(f"{directory}: no DeepSpeed checkpoint under g/{TAG} and d/{TAG}")
     state = {k: v for k, v in (g_state or {}).items() if isinstance(v, (int, float, str))}
-    return {**state, "step": int(state.get("step", 0))}
+    return {**state, "step": int(state.get("step", 0)), "world": world}
 
 
 def parse_meta(text: bytes | str, where: str) -> dict[str, Any]:

@@ -45,8 +45,17 @@ class Position:
         return {"epoch": self.epoch, "epoch_batches": self.batch}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Position":
-        return cls(int(state.get("epoch", 0)), int(state.get("epoch_batches", 0)))
+    def from_state(cls, state: dict[str, Any], world: int | None = None) -> "Position":
+        """The position a checkpoint's ``state`` records, for a worker of a group of ``world`` workers. Written
+        by a group of another size (an elastic run, ``state["world"]``), the batches into the epoch are
+        rescaled so that the new group has consumed as many clips of the epoch as the old one had (the
+        micro-batch is the same at every size): which clips each worker gets from there is not the old
+        stream's, since Ray Data splits the epoch among another number of workers."""
+        batch = int(state.get("epoch_batches", 0))
+        written_by = int(state.get("world", world or 1))
+        if world is not None and written_by != world:
+            batch = batch * written_by // world
+        return cls(int(state.get("epoch", 0)), batch)
 
 
 class NonFinitePolicy:

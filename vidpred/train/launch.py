@@ -175,7 +175,9 @@ def trainer_for(cfg: Config, root: str, name: str, storage: str, data: DataSumma
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config(cfg, started),
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources,
+        scaling_config=ScalingConfig(num_workers=(t.min_workers, t.num_workers) if t.elastic else t.num_workers,
+                                     elastic_resize_monitor_interval_s=t.elastic_resize_interval_s,
+                                     use_gpu=t.use_gpu, resources_per_worker=resources,
                                      placement_strategy=t.placement_strategy),
         run_config=RunConfig(name=name, storage_path=storage_at, storage_filesystem=storage_fs, callbacks=callbacks,
                              checkpoint_config=CheckpointConfig(num_to_keep=t.keep_checkpoints),
@@ -212,7 +214,9 @@ def train(cfg: Config, verbose: bool = False) -> TrainResult:
         init_ray()
         output.attach()
         check_room_for_data(cfg)
-        print(f"[vidpred] training {name}: {cfg.train.num_workers} workers, ZeRO-{cfg.train.zero_stage}, "
+        workers = f"{cfg.train.min_workers}..{cfg.train.num_workers} (elastic)" if cfg.train.elastic \
+            else cfg.train.num_workers
+        print(f"[vidpred] training {name}: {workers} workers, ZeRO-{cfg.train.zero_stage}, "
               f"{cfg.train.precision}, {cfg.train.steps} steps"
               + (f" or {cfg.train.max_minutes:g} min" if cfg.train.max_minutes else "") + f", data {root}", flush=True)
         print(f"[vidpred] Ray's, Ray Data's and DeepSpeed's own output: {logs}"

@@ -34,6 +34,13 @@ run there as if it were ``train.steps``: validation, final checkpoint, the usual
 Restored state: the step, both engines (weights, optimizers), the data position (epoch and batches consumed
 in it: the worker skips that many batches of the restored epoch, whose order the driver pins, see
 :mod:`vidpred.train.resume`), the non-finite counters; the noise of step k is seeded from (seed, rank, k).
+
+Elastic runs (``train.min_workers``): Ray Train starts the worker group at the size the cluster has room
+for and restarts it at another size when a node is lost or nodes come back. Each worker trains with
+:meth:`vidpred.config.Config.at_world` of its group's size (the same global batch, by more micro-batches per
+step); a checkpoint written by another number of workers is loaded resharded (:mod:`vidpred.train.reshard`)
+and its data position is carried over as the clips the whole group had consumed of the epoch
+(:meth:`vidpred.train.faults.Position.from_state`).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from vidpred.storage import location
 from vidpred.train import checkpoint, faults
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
+from vidpred.train.reshard import adam_step
 from vidpred.train.step import add_into, all_finite, take_step
 
 # A logger, not print: Ray Train's worker print patch both tees and logs a print, showing it twice.
@@ -104,11 +112,12 @@ class Trainer:
     """One worker's training run; the methods name the steps."""
 
     def __init__(self, cfg: Config, deadline: float | None = None):
-        self.cfg = cfg
         self.deadline = deadline  # time.time() at which train.max_minutes runs out; None: no budget
         self.ctx = ray.train.get_context()
         self.rank = self.ctx.get_world_rank()
         self.world = self.ctx.get_world_size()
+        self.run_cfg = cfg  # the run's config, as its checkpoints record it
+        self.cfg = cfg.at_world(self.world)  # what this worker group trains with (an elastic run's batch split)
         self.step = 0
         self.position = faults.Position()  # of the data stream: what this worker has consumed
         self.nonfinite = faults.NonFinitePolicy(cfg.train)
@@ -143,6 +152,7 @@ class Trainer:
         torch.manual_seed(self.cfg.train.seed)  # same initial weights on every rank
         mode = self.cfg.train.activation_checkpointing
         generator, discriminator = Generator(self.cfg.model, mode), Discriminators(self.cfg.model, mode)
+        self.say_world()
         self.log(f"generator {count_parameters(generator):,} params, "
                  f"discriminators ({'+'.join(discriminator.names)}) {count_parameters(discriminator):,} params, "
                  f"ZeRO-{self.cfg.train.zero_stage}, {self.cfg.train.precision}, micro-batch {self.cfg.micro_batch} x "
@@ -150,6 +160,20 @@ class Trainer:
                  f"{self.world} workers, {torch.get_num_threads()} torch thread(s) each")
         self.g_eng, self.d_eng = build_engines(generator, discriminator, self.cfg)
         self.monitor = Monitor(self.cfg, self.ctx)  # TensorBoard (rank 0) and validation
+
+    def say_world(self) -> None:
+        """For an elastic run: the group's size in its range and how the global batch is kept."""
+        t, run = self.cfg.train, self.run_cfg
+        if not run.train.elastic:
+            return
+        batch = self.world * self.cfg.data.batch_size
+        kept = (f"global batch {batch} kept: {self.cfg.data.batch_size} clips per worker per step in {t.grad_accum} "
+                f"micro-batch{'es' if t.grad_accum > 1 else ''} of {self.cfg.micro_batch}"
+                if batch == run.train.num_workers * run.data.batch_size
+                else f"global batch {batch} instead of {run.train.num_workers * run.data.batch_size}: {self.world} "
+                f"does not divide train.num_workers × train.grad_accum = "
+                f"{run.train.num_workers * run.train.grad_accum}, so each worker keeps data.batch_size")
+        self.log(f"elastic run at {self.world} of {run.train.min_workers}..{run.train.num_workers} workers: {kept}")
 
     def load(self, ckpt) -> dict[str, Any]:
         """Both engines and the step from ``ckpt``; returns its other progress counters."""
@@ -167,9 +191,11 @@ class Trainer:
         elif ckpt is not None:
             state = self.load(ckpt)
             self.nonfinite.load(state)
-            self.position = faults.Position.from_state(state)
+            self.position = faults.Position.from_state(state, self.world)
+            resharded = f", resharded from {state['world']} workers" if state["world"] != self.world else ""
             self.log(f"resumed from step {self.step} (data epoch {self.position.epoch}, "
-                     f"{self.position.batch} batches into it)")
+                     f"{self.position.batch} batches into it{resharded}; Adam at step "
+                     f"{adam_step(self.g_eng)} for G, {adam_step(self.d_eng)} for D)")
 
     def restore_for_nonfinite(self) -> None:
         """Back to the last checkpoint reported (this attempt or an earlier one), both LRs lowered. The data
@@ -223,7 +249,7 @@ class Trainer:
         self.checkpoint_pending = True
         metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         progress = {**self.position.state(), **self.nonfinite.state()}
-        local = checkpoint.save(self.g_eng, self.d_eng, self.step, self.cfg, self.rank, progress)
+        local = checkpoint.save(self.g_eng, self.d_eng, self.step, self.run_cfg, self.rank, progress)
         ckpt = ray.train.Checkpoint.from_directory(str(local))
         if self.cfg.train.checkpoint_upload == "async":
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,

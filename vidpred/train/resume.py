@@ -30,8 +30,9 @@ from vidpred.train.checkpoint import EXPECTED, META_FILE, CheckpointError, parse
 # Keys a resumed run must keep: the engines' shards are laid out by them (model shapes, ZeRO partitions per
 # worker, dtypes, where the optimizer state lives), and the data position counts per-worker micro-batches
 # (data.batch_size / train.grad_accum clips each).
-PINNED = ("model", "train.zero_stage", "train.num_workers", "train.precision", "train.offload_optimizer",
-          "data.batch_size", "train.grad_accum")
+# train.min_workers too: the batch split and resharding of an elastic run are laid out for its range.
+PINNED = ("model", "train.zero_stage", "train.num_workers", "train.min_workers", "train.precision",
+          "train.offload_optimizer", "data.batch_size", "train.grad_accum")
 
 
 def split_run(spec: str, storage: str) -> tuple[str, str]:
@@ -88,8 +89,10 @@ def require_checkpoint(uri: str, data: DataConfig | None = None) -> dict[str, An
 
 
 def _get(raw: dict[str, Any], dotted: str) -> Any:
+    """The value at ``dotted``; None where the config has no such key (a checkpoint older than the key: its
+    default, None, is what that run had)."""
     for part in dotted.split("."):
-        raw = raw.get(part, {}) if isinstance(raw, dict) else {}
+        raw = raw.get(part) if isinstance(raw, dict) else None
     return raw
 
 

@@ -202,10 +202,18 @@ class Experiment(_Model):
         return config_mod.lay_over(self.base_raw(), {"loss": dict(weights), "train": train})
 
     def trial_config(self, weights: dict[str, float], **train: Any) -> Config:
+        """A trial's config. An elastic range is refused: trials share the cluster, and a trial that grows
+        into free nodes takes them from the others' concurrency (and ASHA, PBT compare trials at equal steps
+        of equal runs)."""
         try:
-            return config_mod.validate(self.trial_raw(weights, **train))
+            cfg = config_mod.validate(self.trial_raw(weights, **train))
         except ConfigError as exc:
             raise ConfigError(f"experiment {self.name}: base: {exc}") from None
+        if cfg.train.elastic:
+            raise ConfigError(f"experiment {self.name}: base: train.min_workers = {cfg.train.min_workers}: a "
+                              "trial runs on a fixed number of workers (train.num_workers, or resources.num_workers); "
+                              "elastic runs are for vidpred train: remove train.min_workers")
+        return cfg
 
     def base_training(self) -> Config:
         """The base config with every weight at its lowest value: validates base, resources and the space."""

@@ -64,7 +64,9 @@ app.kubernetes.io/component: {{ .Values.mode }}
 
 {{/*
 The vidpred config written to the ConfigMap (YAML). The chart owns data.uri and train.storage_path (from
-storage.*) and fills in the GPU layout unless config.train says otherwise; it refuses a layout that needs more
+storage.*) and fills in the GPU layout unless config.train says otherwise (num_workers = the GPUs of the
+group's pods, and, when worker.minReplicas is below them, config.train gives neither key and the mode is not
+tune, min_workers = the GPUs of minReplicas pods: an elastic run); it refuses a layout that needs more
 GPUs than the worker group can ever have (Ray Train would wait for them forever).
 */}}
 {{- define "vidpred.config" -}}
@@ -83,9 +85,16 @@ GPUs than the worker group can ever have (Ray Train would wait for them forever)
 {{- if not (hasKey $train "use_gpu") -}}{{- $_ = set $train "use_gpu" true -}}{{- end -}}
 {{- if not (hasKey $train "gpus_per_worker") -}}{{- $_ = set $train "gpus_per_worker" 1 -}}{{- end -}}
 {{- if not (hasKey $train "cpus_per_worker") -}}{{- $_ = set $train "cpus_per_worker" 1 -}}{{- end -}}
-{{- $gpus := mul (int (include "vidpred.workerPods" .)) (int .Values.worker.gpus) -}}
+{{- $pods := int (include "vidpred.workerPods" .) -}}
+{{- $gpus := mul $pods (int .Values.worker.gpus) -}}
 {{- if not (hasKey $train "num_workers") -}}
 {{- $_ = set $train "num_workers" (int (floor (divf $gpus (float64 $train.gpus_per_worker)))) -}}
+{{- /* fewer pods may be up (a lost spot node): an elastic run over minReplicas..the group's pods; not in
+mode tune, where the pods are room for concurrent trials of a fixed size */ -}}
+{{- if and (lt (int .Values.worker.minReplicas) $pods) (not (hasKey $train "min_workers")) (ne .Values.mode "tune") -}}
+{{- $least := mul (int .Values.worker.minReplicas) (int .Values.worker.gpus) -}}
+{{- $_ = set $train "min_workers" (max 1 (int (floor (divf $least (float64 $train.gpus_per_worker))))) -}}
+{{- end -}}
 {{- end -}}
 {{- if lt (float64 $train.num_workers) 1.0 -}}
 {{- fail (printf "train.num_workers would be 0: the worker group has %d GPUs, fewer than train.gpus_per_worker (%v)" $gpus $train.gpus_per_worker) -}}
