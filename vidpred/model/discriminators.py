@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
