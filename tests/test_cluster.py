@@ -290,7 +290,7 @@ def test_spot_values_pass_through_submit(capsys, recorder, api):
     assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["ttlSecondsAfterFinished"]) == (172800, 3600)
     (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert group["template"]["spec"]["terminationGracePeriodSeconds"] == 15
-    assert (group["minReplicas"], group["replicas"], group["maxReplicas"]) == (2, 2, 2)
+    assert (group["minReplicas"], group["replicas"], group["maxReplicas"]) == (1, 2, 2)  # elastic over 1..2 pods
     for kind, path in (("ServiceAccount", f"{CORE}/serviceaccounts"), ("ConfigMap", f"{CORE}/configmaps"),
                        ("NetworkPolicy", NETPOL)):
         obj = m.of_kind(kind)[0]

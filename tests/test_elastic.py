@@ -12,7 +12,6 @@ final checkpoint's count would fall short of train.steps by the steps before the
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import torch
 
 from vidpred.net import free_port
 from conftest import TINY_RUN
-from raynodes import head_logs, start_node, stop_group, token_auth, wait_for_port
+from raynodes import show_logs, start_node, tear_down, token_auth, wait_for_port
 from test_multinode import alive_nodes, node_args
 from test_preemption import Lines
 
@@ -108,15 +107,7 @@ def test_elastic_run_shrinks_to_one_worker_and_grows_back(cli_env, tmp_path):
               f"{grow_s:.0f} s; whole test {time.monotonic() - started:.0f} s")
         del shrunk
     except BaseException:
-        if run is not None and run.poll() is None:
-            run.kill()
-        sys.stderr.write("".join(map(head_logs, dirs)))
+        show_logs(run, dirs)
         raise
     finally:
-        if run is not None and run.poll() is None:
-            run.kill()
-        for node in reversed(nodes):
-            if node.poll() is None:
-                stop_group(node)
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        tear_down(run, nodes, dirs)

@@ -47,7 +47,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_eval_writes_every_file_at_the_right_sizes(dataset, checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--out", str(out),
-               "--samples", "2", "--clips", "5"])
+               "--samples", "2", "--clips", "5", "--stride", "2"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "copy-last PSNR" in printed and "| future step |" in printed
@@ -71,7 +71,7 @@ def test_eval_writes_every_file_at_the_right_sizes(dataset, checkpoint, tmp_path
         assert grid.size == (LABEL_W + (CONTEXT + FUTURE) * (fw + GAP) + 3 * GAP, shown * (2 * (fh + GAP) + GAP))
     with Image.open(out / "prediction.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == CONTEXT + FUTURE
-        assert gif.size == (2 * fw + 3 * GAP, shown * (fh + 12 + GAP) + GAP)
+        assert gif.size == (3 * fw + 4 * GAP, shown * (fh + 12 + GAP) + GAP)  # truth | model | copy-last
         gif.seek(gif.n_frames - 1)
         gif.convert("RGB").load()
     with Image.open(out / "metrics.png") as plot:
@@ -97,3 +97,34 @@ def test_eval_bad_arguments_exit_2_naming_the_problem(checkpoint, tmp_path):
     assert proc.returncode == 2 and "data.uri" in proc.stderr and "does not exist" in proc.stderr
     (tmp_path / "empty").mkdir()
     assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "empty")]) == 2
+
+
+def test_eval_scores_further_ahead_than_trained_on_clips_that_do_not_overlap(dataset, checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--out", str(out),
+                 "--future", "6"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 20 frames at 10 fps, clips of 2 + 6 frames every 8 (the default stride: context + future): 2 clips
+    assert metrics["future"] == 6 and metrics["trained_future"] == FUTURE and metrics["stride"] == 8
+    assert metrics["clips"] == 2 and len(metrics["model"]["psnr"]["per_step"]) == 6
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--out", str(out),
+                 "--stride", "0", "--force"]) == 2
+
+
+def test_eval_clips_follow_the_stride_from_the_start_of_each_video(checkpoint, tmp_path):
+    """A video of numbered frames: the default stride starts a clip every context + future frames (each
+    frame scored once), ``stride`` 1 at every frame."""
+    from videos import brightness_index, encode, seconds
+
+    from vidpred.eval.evaluate import data_config, read_clips
+
+    encode(tmp_path / "videos" / "val" / "a.mov", seconds(2.0))  # 60 frames at 30 fps: 20 at 10 fps
+    run = json.loads((checkpoint / META_FILE).read_text())["config"]
+    firsts = {}
+    for stride in (None, 1):
+        cfg = data_config(run, str(tmp_path), stride=stride)
+        clips = read_clips(cfg.uri, cfg, "val", limit=100)
+        firsts[stride] = [brightness_index(c[0]) for c in clips]
+    step = firsts[1][1] - firsts[1][0]  # source frames per frame at 10 fps (3)
+    assert len(firsts[1]) == 20 - (CONTEXT + FUTURE) + 1
+    assert firsts[None] == firsts[1][::CONTEXT + FUTURE] and len(firsts[None]) == 4 and step == 3

@@ -119,7 +119,7 @@ def test_generator_loss_terms_and_total(kind):
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad
                for k, v in logs.items() if k != "w_kl")  # detached, on the device: no host sync per step
     logs = as_floats(logs)
-    assert set(logs) == {"rec", "kl", "adv", "feat", "cycle", "adv_frame", "adv_clip", "feat_frame", "feat_clip",
+    assert set(logs) == {"rec", "kl", "adv", "feat", "cycle", "rec_prior", "adv_frame", "adv_clip", "feat_frame", "feat_clip",
                          "g_total", "w_kl"}
     assert all(isinstance(v, float) and torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert logs["rec"] == pytest.approx((x["pred"] - x["target"]).abs().mean().item())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import subprocess
 import sys
 
@@ -174,6 +176,16 @@ def test_gaussian_kl_known_values():
     assert gaussian_kl(z + 1, z, z, z).item() == pytest.approx(0.5 * 48)
 
 
+def test_gaussian_kl_known_values_with_unequal_variances():
+    """KL(q || p) with var_q = 4, var_p = 1, means 0 and 1: 0.5 * (ln(1/4) + 4 + 1 - 1) per dimension. The
+    swapped KL(p || q) is 0.5 * (ln 4 + (1 + 1) / 4 - 1): a KL with its arguments the wrong way round fails."""
+    z = torch.zeros(2, 3, 4, 4)
+    logvar_q = torch.full_like(z, math.log(4.0))
+    per_dim = 0.5 * (math.log(1 / 4) + 4 + 1 - 1)
+    assert gaussian_kl(z, logvar_q, z + 1, z).item() == pytest.approx(per_dim * 48)
+    assert gaussian_kl(z + 1, z, z, logvar_q).item() == pytest.approx(0.5 * (math.log(4) + 2 / 4 - 1) * 48)
+
+
 def moving_square(t=6, size=32, side=8, step=3) -> torch.Tensor:
     x = -torch.ones(1, t, 3, size, size)
     for i in range(t):
@@ -213,3 +225,23 @@ def test_model_room_imports_no_ray_or_deepspeed():
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("warp_from", ["previous", "context_and_previous"])
+def test_decoder_warps_the_last_context_frame_at_every_future_step(warp_from):
+    """With its mask all on one source and flow 0, the decoder copies that source: the frame before
+    (teacher forced: the true frame t-1) or, with context_and_previous, the last context frame at every step,
+    however far into the future."""
+    cfg = SMALL.model_copy(update={"warp_from": warp_from})
+    g = Generator(cfg)
+    x = clip(t=5)
+    with torch.no_grad():
+        bias = g.decoder.out.bias
+        bias.zero_()
+        if warp_from == "previous":
+            bias[-1] = 30.0  # sigmoid: all previous
+        else:
+            bias[-3:] = torch.tensor([-30.0, 30.0, -30.0])  # softmax: all context
+        pred = g(x, context=2).pred
+    expected = x[:, 1:4] if warp_from == "previous" else x[:, 1:2].expand(-1, 3, -1, -1, -1)
+    torch.testing.assert_close(pred, expected, atol=1e-4, rtol=0)

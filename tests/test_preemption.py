@@ -10,7 +10,6 @@ raylet would die at once, which is a crash, not a notice)."""
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 
 from vidpred.net import free_port
 from conftest import TINY_RUN
-from raynodes import head_logs, start_node, stop_group, token_auth, wait_for_port
+from raynodes import show_logs, start_node, tear_down, token_auth, wait_for_port
 from test_multinode import HEAD_CPUS, NODE_CPUS, alive_nodes, node_args
 
 pytestmark = pytest.mark.slow
@@ -112,15 +111,7 @@ def test_sigterm_to_a_workers_node_checkpoints_that_step_and_the_run_resumes_the
         steps_seen = [int(s) for s in re.findall(r"step (\d+)/%d" % STEPS, text)]
         assert max(steps_seen) == STEPS and noticed_at < STEPS, steps_seen
     except BaseException:
-        if run is not None and run.poll() is None:
-            run.kill()
-        sys.stderr.write("".join(map(head_logs, dirs)))
+        show_logs(run, dirs)
         raise
     finally:
-        if run is not None and run.poll() is None:
-            run.kill()
-        for node in reversed(nodes):
-            if node.poll() is None:
-                stop_group(node)
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        tear_down(run, nodes, dirs)

@@ -151,6 +151,10 @@ class DataConfig(_Section):
     probe_index_dir: str | None = Field(
         None, description="where probe indexes live: a local directory or s3://bucket/prefix; None: "
         "<cache_dir>/probe-index")
+    shuffle_buffer: str = Field(
+        "128MiB", description="memory per worker for the clips shuffled before they are batched (a video's clips "
+        "arrive together; a buffer of many videos' clips mixes them): the buffer holds this much / the bytes of "
+        "one clip, at least data.batch_size clips; training starts once it is full (or the shard is read)")
 
     @field_validator("cache_dir")
     @classmethod
@@ -175,9 +179,25 @@ class DataConfig(_Section):
     def _index_dir_is_a_folder(cls, v: str | None) -> str | None:
         return _local_or_remote_folder(v)
 
+    @field_validator("shuffle_buffer")
+    @classmethod
+    def _buffer_size(cls, v: str) -> str:
+        parse_bytes(v)
+        return v
+
     @property
     def clip_frames(self) -> int:
         return self.context + self.future
+
+    @property
+    def clip_bytes(self) -> int:
+        """Bytes of one uint8 clip as the trainer receives it."""
+        return self.clip_frames * self.height * self.width * 3
+
+    @property
+    def shuffle_clips(self) -> int:
+        """Clips in each worker's shuffle buffer: ``shuffle_buffer`` / :attr:`clip_bytes`, at least a batch."""
+        return max(self.batch_size, parse_bytes(self.shuffle_buffer) // self.clip_bytes)
 
 
 # What ``model.size`` fills in (every key not given explicitly). Generator / discriminator parameters:
@@ -203,6 +223,11 @@ class ModelConfig(_Section):
     clip_discriminator: bool = Field(True, description="add the spatio-temporal (3D conv) clip discriminator")
     spectral_norm: bool = Field(False, description="spectral norm on the discriminators' convs (then no GroupNorm)")
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"
+    warp_from: Literal["previous", "context_and_previous"] = Field(
+        "context_and_previous", description="what the decoder warps into the next frame: previous = the frame before "
+        "(fed back in the future steps, so its bilinear resampling compounds into blur step after step); "
+        "context_and_previous = also the last context frame, real at every step, with a flow of its own; the two "
+        "warps and new pixels are mixed by a softmax mask (SAVP composites context images the same way)")
 
     @model_validator(mode="before")
     @classmethod
@@ -239,6 +264,15 @@ class LossConfig(_Section):
     w_feat: float = Field(allow_inf_nan=False, default=1e-3, ge=0, description="discriminator feature-matching weight")
     w_cycle: float = Field(allow_inf_nan=False, default=0.0, ge=0,
                            description="optional fifth term: L1 of the context predicted backwards from the prediction")
+    gan_paths: Literal["posterior", "both"] = Field(
+        "both", description="which predictions the adversarial and feature-matching terms (and D) see: posterior = "
+        "the teacher-forced future drawn with posterior z only (VAE-GAN); both = also the future imagined from the "
+        "prior with the model's own predictions fed back, as inference runs (SAVP's GAN path); w_adv and w_feat "
+        "then weigh the mean over both paths")
+    w_rec_prior: float = Field(
+        allow_inf_nan=False, default=0.0, ge=0,
+        description="L1 of the prior path's prediction (free running, own predictions fed back) to the truth; "
+        "needs gan_paths=both; 0 as in SAVP, whose prior path gets only the adversarial terms")
     kl_anneal: Literal["none", "linear"] = Field(
         "none", description="linear: the KL weight ramps from 0 at kl_anneal_start to w_kl at kl_anneal_end (steps)")
     kl_anneal_start: int = Field(0, ge=0, le=100_000_000)
@@ -249,6 +283,9 @@ class LossConfig(_Section):
 
     @model_validator(mode="after")
     def _anneal_range(self) -> "LossConfig":
+        if self.w_rec_prior and self.gan_paths != "both":
+            raise ValueError(f"loss.w_rec_prior = {self.w_rec_prior:g} needs loss.gan_paths = both (the prior path "
+                             "is only run then); allowed: w_rec_prior 0, or gan_paths both")
         if self.kl_anneal == "linear" and self.kl_anneal_end <= self.kl_anneal_start:
             raise ValueError(f"loss.kl_anneal_end = {self.kl_anneal_end}: must be greater than loss.kl_anneal_start "
                              f"= {self.kl_anneal_start} when loss.kl_anneal is linear")

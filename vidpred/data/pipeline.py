@@ -25,6 +25,7 @@ import av
 import numpy as np
 import pyarrow as pa
 import ray.data
+import torch
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
@@ -155,3 +156,14 @@ def build_dataset(cfg: DataConfig, root: str, split: str, seed: int | None = Non
     if uris is None:
         uris = [v.uri for v in videos_or_fail(cfg, root, split)]
     return file_dataset(uris, seed, first_epoch).flat_map(ClipsFromVideo(cfg, skip_log))
+
+
+def clip_batches(shard, cfg: DataConfig, batch_size: int, seed: int, prefetch: int = 2) -> Iterator[torch.Tensor]:
+    """uint8 clip batches [batch_size, T, H, W, 3] from a dataset of :func:`build_dataset` or a Ray Train shard
+    of it, one pass. A file's clips leave its decoder together, so they are mixed first in a local shuffle
+    buffer of ``cfg.shuffle_clips`` clips (``data.shuffle_buffer`` of memory, seeded by ``seed``): with room
+    for many files' clips a batch holds clips of many videos, not neighbouring seconds of one."""
+    for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.uint8, drop_last=False,
+                                          prefetch_batches=prefetch, local_shuffle_buffer_size=cfg.shuffle_clips,
+                                          local_shuffle_seed=seed):
+        yield batch["frames"]

@@ -16,7 +16,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     result = evaluate(args.checkpoint, args.data, out=args.out, samples=args.samples, clips=args.clips,
                       split=args.split, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                      force=args.force)
+                      force=args.force, future=args.future, stride=args.stride)
     m, c = result.summary["model"], result.summary["copy_last"]
     print(f"[vidpred] {result.clips} clips: model PSNR {m['psnr']['mean']:.2f} dB, SSIM {m['ssim']['mean']:.4f}; "
           f"copy-last PSNR {c['psnr']['mean']:.2f} dB, SSIM {c['ssim']['mean']:.4f}")
@@ -37,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--samples", type=int, default=1, help="K samples per clip; metrics are best of K (default 1)")
     e.add_argument("--clips", type=int, default=32, help="clips to score, spread over the split's videos (default 32)")
     e.add_argument("--split", default="val", choices=SPLITS, help="split folder under videos/ (default val)")
+    e.add_argument("--future", type=int, help="frames to predict after the context (default: as the run trained); "
+                                              "more than trained scores how far the model holds up")
+    e.add_argument("--stride", type=int, help="frames between clip starts (default: context + future, clips that "
+                                              "do not overlap, so a video is scored end to end)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--device", default="cpu", help="torch device, e.g. cuda")

@@ -9,7 +9,7 @@ the run trained with. Writes into ``out``:
   blur, this shows it);
 * ``metrics.md``   - the same as a markdown table, model vs copy-last per step;
 * ``grid.png``     - per clip, context | truth above context | prediction (the first sample);
-* ``prediction.gif`` - truth | model over time, one row per clip;
+* ``prediction.gif`` - truth | model | copy-last over time, one row per clip;
 * ``metrics.png``  - PSNR and SSIM per future step for both.
 """
 
@@ -49,18 +49,27 @@ class EvalResult:
         return [self.out / name for name in FILES]
 
 
-def data_config(run_config: dict, data_uri: str) -> DataConfig:
-    """The run's data settings (fps, size, context, future, stride) pointed at ``data_uri``, validated."""
+def data_config(run_config: dict, data_uri: str, future: int | None = None, stride: int | None = None) -> DataConfig:
+    """The run's data settings (fps, size, context) pointed at ``data_uri``, validated, with ``future`` frames
+    predicted (default: the run's) and a clip every ``stride`` frames (default: context + future, clips that
+    do not overlap: a video is scored end to end, each of its frames once)."""
+    data = {**run_config["data"], "uri": data_uri}
+    data["future"] = data["future"] if future is None else future
+    data["stride"] = data["context"] + data["future"] if stride is None else stride
+    for flag, value in (("--future", future), ("--stride", stride)):
+        if value is not None and value < 1:
+            raise config_mod.ConfigError(f"{flag} = {value}: must be at least 1")
     try:
-        return config_mod.validate({"data": {**run_config["data"], "uri": data_uri}, "model": run_config["model"]}).data
+        return config_mod.validate({"data": data, "model": run_config["model"]}).data
     except config_mod.ConfigError as exc:
         raise config_mod.ConfigError(f"--data {data_uri!r} with the checkpoint's settings: {exc}") from None
 
 
 def read_clips(root: str, cfg: DataConfig, split: str, limit: int) -> np.ndarray:
-    """Up to ``limit`` clips [N, T, H, W, 3] uint8, spread over the split's usable videos in name order: the
-    probe training runs first (:func:`vidpred.data.report.survey`), so eval scores the files training would
-    use and never the good start of a file cut short."""
+    """Up to ``limit`` clips [N, T, H, W, 3] uint8, a clip every ``cfg.stride`` frames, spread over the split's
+    usable videos in name order (up to ``limit`` / videos from the start of each): the probe training runs
+    first (:func:`vidpred.data.report.survey`), so eval scores the files training would use and never the good
+    start of a file cut short."""
     from vidpred.data.pipeline import video_clips  # PyAV only where videos are read
     from vidpred.data.report import survey
     from vidpred.data.sources import DataError
@@ -193,8 +202,9 @@ def torch_device(device: str) -> str:
 
 def evaluate(checkpoint: str | os.PathLike, data_uri: str, out: str | os.PathLike | None = None, samples: int = 1,
              clips: int = 32, split: str = "val", seed: int = 0, batch_size: int = 8, device: str = "cpu",
-             force: bool = False) -> EvalResult:
-    """Score and draw a checkpoint on ``clips`` clips of ``data_uri``'s ``split``; see the module docstring.
+             force: bool = False, future: int | None = None, stride: int | None = None) -> EvalResult:
+    """Score and draw a checkpoint on ``clips`` clips of ``data_uri``'s ``split``, ``future`` frames ahead (default:
+    as trained), a clip every ``stride`` frames (default: non-overlapping); see the module docstring.
     Nothing is written before every input was checked, and nothing is written over unless ``force``."""
     for flag, value in (("--samples", samples), ("--clips", clips), ("--batch-size", batch_size)):
         if value < 1:
@@ -202,13 +212,14 @@ def evaluate(checkpoint: str | os.PathLike, data_uri: str, out: str | os.PathLik
     if seed < 0:
         raise config_mod.ConfigError(f"--seed = {seed}: must be 0 or more")
     device = torch_device(device)
-    out = output_folder(Path(out).expanduser().absolute() if out is not None else default_out(checkpoint), force)
     generator, run_config = load_generator(checkpoint)
-    dcfg = data_config(run_config, data_uri)
+    dcfg = data_config(run_config, data_uri, future, stride)
+    out = output_folder(Path(out).expanduser().absolute() if out is not None else default_out(checkpoint), force)
     data = read_clips(dcfg.uri, dcfg, split, clips)
     torch.manual_seed(seed)
     setup = {"checkpoint": str(checkpoint), "step": read_meta(checkpoint).get("step"), "data": dcfg.uri,
-             "split": split, "seed": seed, "context": dcfg.context, "future": dcfg.future, "fps": dcfg.fps,
-             "height": dcfg.height, "width": dcfg.width}
+             "split": split, "seed": seed, "context": dcfg.context, "future": dcfg.future, "stride": dcfg.stride,
+             "trained_future": run_config["data"]["future"], "fps": dcfg.fps, "height": dcfg.height,
+             "width": dcfg.width}
     summary = report(generator.to(device), data, setup, out, samples, batch_size, device)
     return EvalResult(summary=summary, out=out, clips=len(data))

@@ -43,22 +43,29 @@ def stack(images: list[Image.Image]) -> Image.Image:
     return canvas
 
 
+PANELS = ("truth", "model", "copy-last")  # the GIF's columns
+
+
 def gif_frames(context: np.ndarray, truth: np.ndarray, pred: np.ndarray, scale: int = 2) -> list[Image.Image]:
     """One picture per time step of a batch of clips ([N, T, H, W, 3] uint8 each, T = C or F):
-    ``truth | model`` side by side, a row per clip. In the context steps both panels show the observed
-    frame under a green bar; in the future steps the model's panel shows its prediction under a red bar."""
+    ``truth | model | copy-last`` side by side, a row per clip. In the context steps every panel shows the
+    observed frame under a green bar; in the future steps the model's panel shows its prediction and the
+    copy-last panel the last context frame, under a red bar."""
     n, n_ctx, n_fut = len(context), context.shape[1], truth.shape[1]
     h, w = context.shape[2] * scale, context.shape[3] * scale
     bar = 12
     frames = []
     for t in range(n_ctx + n_fut):
         observed = t < n_ctx
-        canvas = Image.new("RGB", (2 * w + 3 * GAP, n * (h + bar + GAP) + GAP), (24, 24, 24))
+        canvas = Image.new("RGB", (len(PANELS) * (w + GAP) + GAP, n * (h + bar + GAP) + GAP), (24, 24, 24))
         draw = ImageDraw.Draw(canvas)
         for i in range(n):
             y = GAP + i * (h + bar + GAP)
-            shown = (context[i, t], context[i, t]) if observed else (truth[i, t - n_ctx], pred[i, t - n_ctx])
-            for col, (frame, label) in enumerate(zip(shown, ("truth", "model"))):
+            if observed:
+                shown = (context[i, t],) * len(PANELS)
+            else:
+                shown = (truth[i, t - n_ctx], pred[i, t - n_ctx], context[i, -1])
+            for col, (frame, label) in enumerate(zip(shown, PANELS)):
                 x = GAP + col * (w + GAP)
                 colour = (40, 160, 60) if observed or col == 0 else (200, 50, 50)
                 draw.rectangle([x, y, x + w - 1, y + bar - 1], fill=colour)

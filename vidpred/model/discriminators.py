@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -128,7 +127,10 @@ class Discriminators(nn.Module):
         return [frame_logits, clip_logits], [frame_feats, clip_feats]
 
 
-def split_real_fake(logits: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    """Logits of one forward on ``cat([real, fake])`` -> (real logits, fake logits), per discriminator."""
-    halves = [torch.chunk(x, 2) for x in logits]
-    return [r for r, _ in halves], [f for _, f in halves]
+def split_real_fake(outputs: list[Tensor], parts: int = 2) -> tuple[list[Tensor], list[Tensor]]:
+    """Outputs (logits, or one layer's features) of one forward on ``cat([real, fake_1, ..., fake_k])``
+    (``parts`` = k + 1 equal blocks along dim 0) -> (real part, all fakes' part), per discriminator."""
+    cut = [x.shape[0] // parts for x in outputs]
+    if any(c * parts != x.shape[0] for c, x in zip(cut, outputs)):
+        raise ValueError(f"outputs of {[x.shape[0] for x in outputs]} rows do not split into {parts} equal parts")
+    return [x[:c] for c, x in zip(cut, outputs)], [x[c:] for c, x in zip(cut, outputs)]

@@ -29,7 +29,7 @@ from torch import Tensor
 from vidpred.config import LossConfig
 
 GAN_KINDS = ("lsgan", "hinge")
-TERMS = ("rec", "kl", "adv", "feat", "cycle")  # the generator terms, in the order of their weights
+TERMS = ("rec", "kl", "adv", "feat", "cycle", "rec_prior")  # the generator terms, in the order of their weights
 
 
 def _check_kind(kind: str) -> None:
@@ -54,10 +54,21 @@ def g_adv_loss(fake_logits: Tensor, kind: str) -> Tensor:
 
 
 def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor]) -> Tensor:
-    """Mean over layers of the L1 distance between D's feature maps; real features are detached."""
+    """Mean over layers of the L1 distance between D's feature maps; real features are detached.
+
+    A fake map may hold k fakes per real sample, stacked along dim 0 (the posterior path's, then the prior
+    path's: ``k`` = 2): each is matched to the same real features."""
     if len(real_feats) != len(fake_feats) or not real_feats:
         raise ValueError(f"need the same, non-zero number of feature maps; got {len(real_feats)} real, {len(fake_feats)} fake")
-    return torch.stack([F.l1_loss(f, r.detach()) for r, f in zip(real_feats, fake_feats)]).mean()
+    return torch.stack([F.l1_loss(f, _repeated(r.detach(), f)) for r, f in zip(real_feats, fake_feats)]).mean()
+
+
+def _repeated(real: Tensor, fake: Tensor) -> Tensor:
+    """``real`` stacked k times along dim 0 to match ``fake`` (k fakes per real sample)."""
+    k, left = divmod(fake.shape[0], real.shape[0])
+    if left or real.shape[1:] != fake.shape[1:]:
+        raise ValueError(f"fake features {tuple(fake.shape)} are not k x real features {tuple(real.shape)}")
+    return real if k == 1 else real.repeat(k, *[1] * (real.ndim - 1))
 
 
 def _detached(named: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -102,16 +113,22 @@ def generator_loss(
     *,
     step: int = 0,
     cycle: Tensor | None = None,
+    prior_pred: Tensor | None = None,
     names: tuple[str, ...] = ("frame", "clip"),
 ) -> tuple[Tensor, dict[str, Tensor | float]]:
-    """total = w_rec * L1(pred, target) + w_kl(step) * kl + w_adv * adv + w_feat * feat + w_cycle * cycle.
+    """total = w_rec * L1(pred, target) + w_kl(step) * kl + w_adv * adv + w_feat * feat + w_cycle * cycle
+    + w_rec_prior * L1(prior_pred, target).
 
-    ``fake_logits`` holds one logit tensor per discriminator, ``real_feats``/``fake_feats`` one list of
-    feature maps per discriminator; ``cycle`` is an already computed cycle L1 (or None). A term whose
+    ``pred`` is the posterior path's prediction (teacher forced, z from the posterior), ``prior_pred`` the
+    prior path's (free running, z from the prior; or None). ``fake_logits`` holds one logit tensor per
+    discriminator, ``real_feats``/``fake_feats`` one list of feature maps per discriminator; the fakes of
+    both paths may be stacked along dim 0 in them (then ``adv`` and ``feat`` are means over both paths'
+    fakes). ``cycle`` is an already computed cycle L1 (or None). A term whose
     weight is 0 is left out of ``total`` entirely (so it contributes no gradient, not even NaN * 0);
-    the logits may be None when w_adv == 0, the features when w_feat == 0, ``cycle`` when w_cycle == 0.
-    The dict holds every unweighted term ("rec", "kl", "adv", "feat", "cycle" and per discriminator
-    "adv_<name>", "feat_<name>"), the KL weight in force ("w_kl") and the weighted total ("g_total").
+    the logits may be None when w_adv == 0, the features when w_feat == 0, ``cycle`` when w_cycle == 0,
+    ``prior_pred`` when w_rec_prior == 0.
+    The dict holds every unweighted term ("rec", "kl", "adv", "feat", "cycle", "rec_prior" and per
+    discriminator "adv_<name>", "feat_<name>"), the KL weight in force ("w_kl") and the weighted total ("g_total").
     A term not computed reads 0.0. The terms are detached 0-d tensors (no host sync; :func:`as_floats` reads
     them), ``w_kl`` a float. ``w.schedule`` applies at ``step``.
     """
@@ -120,7 +137,7 @@ def generator_loss(
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     zero = pred.new_zeros(())
-    terms = {"rec": F.l1_loss(pred, target), "kl": kl, "adv": zero, "feat": zero, "cycle": zero}
+    terms = {"rec": F.l1_loss(pred, target), "kl": kl, "adv": zero, "feat": zero, "cycle": zero, "rec_prior": zero}
     per_d: dict[str, Tensor] = {}
     if fake_logits is not None:
         per_d.update({f"adv_{n}": g_adv_loss(x, kind) for n, x in zip(names, fake_logits)})
@@ -136,8 +153,12 @@ def generator_loss(
         terms["cycle"] = cycle
     elif w.w_cycle:
         raise ValueError("w_cycle > 0 needs the cycle term")
+    if prior_pred is not None:
+        terms["rec_prior"] = F.l1_loss(prior_pred, target)
+    elif w.w_rec_prior:
+        raise ValueError("w_rec_prior > 0 needs prior_pred")
 
-    weights = dict(zip(TERMS, (w.w_rec, kl_weight(w, step), w.w_adv, w.w_feat, w.w_cycle)))
+    weights = dict(zip(TERMS, (w.w_rec, kl_weight(w, step), w.w_adv, w.w_feat, w.w_cycle, w.w_rec_prior)))
     total = zero
     for name, weight in weights.items():
         if weight:

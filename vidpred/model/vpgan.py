@@ -10,7 +10,9 @@ for ``t = 1 .. T-1``::
     mu_q, logvar_q = Posterior([e, h, Enc(x_t)])  posterior       q(z_t | x_<=t)  (needs the target x_t)
     z_t  = mu + exp(0.5 * logvar) * eps           from q where x_t is observed, else from p
     h    = Dynamics([e, z_t])                     ConvGRU / ConvLSTM stack on latent maps at H / 2**levels
-    x̂_t  = Decoder(h, skips, x_{t-1})             mask * warp(x_{t-1}, flow) + (1 - mask) * tanh(rgb)
+    x̂_t  = Decoder(h, skips, x_{t-1}, x_c)        m_p * warp(x_{t-1}, flow_p) + m_c * warp(x_c, flow_c) + m_n * tanh(rgb)
+                                                  (x_c: the last context frame; model.warp_from: previous
+                                                  leaves it out: mask * warp(x_{t-1}, flow) + (1 - mask) * tanh(rgb))
 
 Encoder and decoder are U-Net halves of ``model.blocks`` conv blocks per resolution, widths from
 :func:`channel_widths`; ``model.size`` (tiny / base / large) picks all of these at once (config.py).
@@ -23,7 +25,8 @@ Encoder and decoder are U-Net halves of ``model.blocks`` conv blocks per resolut
   **Imagine** (the future, steps ``context .. context+future-1``): each step is decoded and returned.
 * Training (``teacher_forcing=True``): the imagined steps read the ground truth too and draw z from the
   posterior. ``kl`` is averaged over all steps ``1 .. T-1`` (context steps included: their z feed the
-  state too).
+  state too). With ``prior_path=True`` the future is also imagined free running from the same observed
+  context (``prior_pred``): SAVP's GAN path, the one inference uses, so that the adversarial terms reach it.
 * Inference (``teacher_forcing=False`` / :meth:`Generator.predict`): only the context frames are read.
   The context is observed as in training (z from the posterior, as SVG's generation does); in the future
   z comes from the learned prior and the model feeds its own predictions back. ``kl`` then covers the
@@ -106,36 +109,51 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
 
 
 class Decoder(nn.Module):
-    """Bottleneck state + encoder skips + the previous frame -> the next frame in [-1, 1].
+    """Bottleneck state + encoder skips + the previous frame (+ the last context frame) -> the next frame in [-1, 1].
 
-    U-Net style (upsample, concat skip, convs), then a head with three outputs, composited as in SAVP:
-    ``mask * warp(previous frame, flow) + (1 - mask) * tanh(rgb)``. The head starts at flow 0 and mask
-    ~0.99 (sigmoid(5)): an untrained model is nearly copy-last-frame and learns motion and new content
-    from there (with a ~0.95 start a 4-minute CPU benchmark run only tied copy-last; with ~0.99 it led).
+    U-Net style (upsample, concat skip, convs), then a head that composites, as SAVP does, warps of known frames
+    with new pixels. ``model.warp_from: previous``: ``mask * warp(previous, flow) + (1 - mask) * tanh(rgb)``.
+    ``context_and_previous`` (the default): ``m_p * warp(previous, flow_p) + m_c * warp(last context frame,
+    flow_c) + m_n * tanh(rgb)``, ``(m_p, m_c, m_n)`` a softmax over three logits per pixel. In the future the
+    previous frame is the model's own prediction: each bilinear warp of it low-passes it again (measured:
+    sharpness 0.94 of real frames' at the first future step, 0.77 at the eighth), while the context frame is
+    real at every step and is resampled once.
+
+    The head starts at flow 0 and new pixels ~0.7% (mask sigmoid(5), or softmax(5, 5, 0)): an untrained model
+    is nearly copy-last-frame and learns motion and new content from there (with a ~0.95 start a 4-minute CPU
+    benchmark run only tied copy-last; with ~0.99 it led).
     """
 
     MASK_BIAS = 5.0
 
-    def __init__(self, widths: list[int], blocks: int):
+    def __init__(self, widths: list[int], blocks: int, warp_from: str = "context_and_previous"):
         super().__init__()
         levels = range(len(widths) - 2, -1, -1)  # coarse to fine
         self.up = nn.ModuleList(
             nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_block(widths[i + 1], widths[i])) for i in levels
         )
         self.fuse = nn.ModuleList(stage(2 * widths[i], widths[i], blocks) for i in levels)
-        self.out = nn.Conv2d(widths[0], 3 + 2 + 1, 3, padding=1)  # rgb, flow (dx, dy), mask logit
+        self.from_context = warp_from == "context_and_previous"
+        # rgb, flow (dx, dy) per warped frame, one mask logit (previous) or three (previous, context, new pixels)
+        self.split = [3, 2, 2, 3] if self.from_context else [3, 2, 1]
+        self.out = nn.Conv2d(widths[0], sum(self.split), 3, padding=1)
         nn.init.zeros_(self.out.weight)
+        mask_bias = [self.MASK_BIAS, self.MASK_BIAS, 0.0] if self.from_context else [self.MASK_BIAS]
         with torch.no_grad():
-            self.out.bias.copy_(torch.tensor([0.0] * 5 + [self.MASK_BIAS]))
+            self.out.bias.copy_(torch.tensor([0.0] * (sum(self.split) - len(mask_bias)) + mask_bias))
 
     recompute_stages = False
 
-    def forward(self, h: Tensor, skips: list[Tensor], previous: Tensor) -> Tensor:
+    def forward(self, h: Tensor, skips: list[Tensor], previous: Tensor, context_frame: Tensor) -> Tensor:
         for up, fuse, skip in zip(self.up, self.fuse, reversed(skips)):
             h = recomputed_if(self.recompute_stages, _up_and_fuse, up, fuse, h, skip)
-        rgb, flow, mask = self.out(h).split([3, 2, 1], dim=1)
-        mask = torch.sigmoid(mask)
-        return mask * warp(previous, flow) + (1 - mask) * torch.tanh(rgb)
+        if not self.from_context:
+            rgb, flow, mask = self.out(h).split(self.split, dim=1)
+            mask = torch.sigmoid(mask)
+            return mask * warp(previous, flow) + (1 - mask) * torch.tanh(rgb)
+        rgb, flow_p, flow_c, logits = self.out(h).split(self.split, dim=1)
+        m = torch.softmax(logits, dim=1)
+        return m[:, 0:1] * warp(previous, flow_p) + m[:, 1:2] * warp(context_frame, flow_c) + m[:, 2:3] * torch.tanh(rgb)
 
 
 def _up_and_fuse(up: nn.Module, fuse: nn.Module, h: Tensor, skip: Tensor) -> Tensor:
@@ -146,6 +164,9 @@ def _up_and_fuse(up: nn.Module, fuse: nn.Module, h: Tensor, skip: Tensor) -> Ten
 class GenOutput:
     pred: Tensor  # [B, future, 3, H, W] in [-1, 1]
     kl: Tensor  # scalar: KL(posterior || learned prior), summed over latent dims/pixels, mean over batch and steps
+    # [B, future, 3, H, W]: the same future imagined from the prior, own predictions fed back (as inference
+    # does), from the same observed context; only with ``prior_path=True``, else None
+    prior_pred: Tensor | None = None
 
 
 class Generator(nn.Module):
@@ -173,7 +194,7 @@ class Generator(nn.Module):
         self.prior = gaussian_head(2 * d, d, cfg.z_channels)  # [e_{t-1}, h]
         self.posterior = gaussian_head(3 * d, d, cfg.z_channels)  # [e_{t-1}, h, e_t]
         self.dynamics = Dynamics(cfg.rnn, d + cfg.z_channels, d, cfg.rnn_layers)
-        self.decoder = Decoder(widths, cfg.blocks)
+        self.decoder = Decoder(widths, cfg.blocks, cfg.warp_from)
         self.encoder.recompute_stages = self.decoder.recompute_stages = checkpointing == "block"
 
     def _check_frames(self, frames: Tensor) -> None:
@@ -197,7 +218,8 @@ class Generator(nn.Module):
         per_frame = [recomputed(self.encoder, frames[:, i]) for i in range(frames.shape[1])]
         return torch.stack([e for e, _ in per_frame], dim=1), per_frame[context - 1][1]
 
-    def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None) -> GenOutput:
+    def forward(self, frames: Tensor, context: int, teacher_forcing: bool = True, future: int | None = None,
+                prior_path: bool = False) -> GenOutput:
         """frames [B, T, 3, H, W] in [-1, 1]: :meth:`_observe` the context, then :meth:`_imagine` the future.
 
         teacher_forcing=True (training): the future steps read the ground truth too, so T must equal
@@ -205,6 +227,9 @@ class Generator(nn.Module):
         teacher_forcing=False (inference): only frames[:, :context] are read; ``future`` (default
         T - context) steps are predicted from the prior, feeding predictions back.
         Either way the context steps draw z from the posterior: their target frame is known.
+        ``prior_path`` (with teacher forcing: SAVP's two paths in one pass): from the same observed context,
+        the future is imagined a second time as inference imagines it (prior z, own predictions fed back),
+        into ``prior_pred``; the context is encoded and observed once for both.
         """
         self._check_frames(frames)
         t_total = frames.shape[1]
@@ -223,7 +248,12 @@ class Generator(nn.Module):
         preds, future_kls = self._imagine(frames, e_seen, skips, h, states, context, future, teacher_forcing)
         kls = context_kls + future_kls
         kl = torch.stack(kls).mean() if kls else frames.new_zeros(())
-        return GenOutput(pred=torch.stack(preds, dim=1), kl=kl)
+        prior_pred = None
+        if prior_path and teacher_forcing:  # free running from the same state (states are never changed in place)
+            prior_pred = torch.stack(self._imagine(frames, e_seen, skips, h, states, context, future, False)[0], dim=1)
+        elif prior_path:
+            raise ValueError("prior_path=True needs teacher_forcing=True: free running already is the prior path")
+        return GenOutput(pred=torch.stack(preds, dim=1), kl=kl, prior_pred=prior_pred)
 
     def _region(self, fn, *args):
         """``fn(*args)``, as a checkpointed region unless checkpointing is off (one step in time)."""
@@ -265,6 +295,7 @@ class Generator(nn.Module):
         reads its own previous prediction and draws z from the prior. ``skips`` (those of the last context
         frame) serve every step. Returns (predictions, KL per step: empty when free running)."""
         e, previous = e_seen[:, context - 1], frames[:, context - 1]
+        last_context = previous
         preds: list[Tensor] = []
         kls: list[Tensor] = []
         for t in range(context, context + future):  # predict frame t from frames < t
@@ -276,7 +307,7 @@ class Generator(nn.Module):
             h, states, kl = self._region(self._latent_step, e, h, states, e_seen[:, t] if teacher_forcing else None)
             if kl is not None:
                 kls.append(kl)
-            preds.append(self._region(self.decoder, h, skips, previous))
+            preds.append(self._region(self.decoder, h, skips, previous, last_context))
         return preds, kls
 
     @torch.no_grad()

@@ -172,7 +172,8 @@ def load_generator(directory: str | os.PathLike):
     root = Path(directory).expanduser()
     raw = read_meta(root)["config"]
     try:
-        model = ModelConfig.model_validate(raw["model"])
+        # written before model.warp_from existed: those generators warped the previous frame only
+        model = ModelConfig.model_validate({"warp_from": "previous", **raw["model"]})
     except ValueError as exc:
         raise CheckpointError(f"{root / META_FILE}: its model config is not valid here ({exc})") from None
     weights = root / GENERATOR_FILE

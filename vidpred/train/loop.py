@@ -57,6 +57,7 @@ import ray.train
 import torch
 
 from vidpred.config import Config
+from vidpred.data.pipeline import clip_batches
 from vidpred.data.report import run_data_metrics
 from vidpred.model import Discriminators, Generator, as_floats, count_parameters
 from vidpred.storage import location
@@ -72,7 +73,8 @@ PREFETCH_BATCHES = 2  # batches Ray Data prepares ahead of the step that takes t
 # Ray Train's controller collects one report per worker per poll, every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s
 # by default): reports that come faster queue up, and a (synchronous) checkpoint report waits for the queue.
 RAY_POLL_S = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0))
-SHOWN_LOSSES = ("rec", "kl", "adv", "feat", "cycle", "g_total", "d_loss")  # on the progress line; every term is reported
+# on the progress line (every term is reported); rec_prior: the free-running path's L1, beside the teacher-forced one
+SHOWN_LOSSES = ("rec", "rec_prior", "kl", "adv", "feat", "cycle", "g_total", "d_loss")
 
 
 class Interval:
@@ -217,16 +219,12 @@ class Trainer:
         skip = self.position.batch
         while True:
             seen = 0
-            for batch in shard.iter_torch_batches(
-                batch_size=self.cfg.micro_batch, dtypes=torch.uint8, drop_last=False,
-                prefetch_batches=PREFETCH_BATCHES,
-                local_shuffle_buffer_size=4 * self.cfg.data.batch_size,
-                local_shuffle_seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank,
-            ):
+            for batch in clip_batches(shard, self.cfg.data, self.cfg.micro_batch, prefetch=PREFETCH_BATCHES,
+                                      seed=self.cfg.train.seed + 1000 * self.position.epoch + self.rank):
                 seen += 1
                 if seen > skip:
                     self.position.batch = seen
-                    yield batch["frames"]
+                    yield batch
             if seen == 0:
                 raise RuntimeError("this worker's shard holds no clips: every video was skipped or too short "
                                    "(see the warnings above), or there are fewer clips than workers")
@@ -301,7 +299,9 @@ class Trainer:
     def progress(self, metrics: dict[str, Any], first: bool) -> None:
         """The progress line: the main losses, validation beside copy-last, and the interval's true rate."""
         t = self.cfg.train
-        shown = [f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if k in metrics and (k != "cycle" or self.cfg.loss.w_cycle)]
+        hidden = {"cycle"} if not self.cfg.loss.w_cycle else set()
+        hidden |= {"rec_prior"} if self.cfg.loss.gan_paths != "both" else set()
+        shown = [f"{k}={metrics[k]:.4f}" for k in SHOWN_LOSSES if k in metrics and k not in hidden]
         if metrics.get("nonfinite_steps"):
             shown.append(f"nonfinite_steps={metrics['nonfinite_steps']}")
         if "val_psnr" in metrics:

@@ -153,16 +153,16 @@ class _StepMeter(TorchDispatchMode):
         weakref.finalize(storage, self.left_out.discard, key)  # its address may serve a new storage later
 
 
-def step_passes(g: torch.nn.Module, d: torch.nn.Module, frames: torch.Tensor, context: int) -> None:
-    """One GAN step's passes as :func:`vidpred.train.step.gan_step` runs them, losses aside: G forward; D
-    forward on cat([real, fake.detach()]) and its backward (its features stay alive, as the step's
-    feature-matching targets do); D frozen, D forward on the fake; G backward through it."""
-    out = g(frames, context)
-    fake = torch.cat([frames[:, :context], out.pred], dim=1)
-    logits, _feats = d(torch.cat([frames, fake.detach()]), context)
+def step_passes(g: torch.nn.Module, d: torch.nn.Module, frames: torch.Tensor, context: int, prior_path: bool) -> None:
+    """One GAN step's passes as :func:`vidpred.train.step.gan_step` runs them, losses aside: G forward (with
+    the prior path when ``loss.gan_paths`` is both); D forward on cat([real, fakes.detach()]) and its
+    backward; D frozen, D forward on cat([real, fakes]); G backward through it."""
+    out = g(frames, context, prior_path=prior_path)
+    fakes = [torch.cat([frames[:, :context], p], dim=1) for p in (out.pred, out.prior_pred) if p is not None]
+    logits, _feats = d(torch.cat([frames, *(f.detach() for f in fakes)]), context)
     sum(x.float().mean() for x in logits).backward()
     d.requires_grad_(False)
-    fake_logits, fake_feats = d(fake, context)
+    fake_logits, fake_feats = d(torch.cat([frames, *fakes]), context)
     g_loss = sum(x.float().mean() for x in fake_logits) + sum(f.float().mean() for per_d in fake_feats for f in per_d)
     (g_loss + out.pred.float().mean() + out.kl.float()).backward()
     d.requires_grad_(True)
@@ -181,7 +181,7 @@ def _measure(cfg: Config, checkpointing: str, micro_batch: int) -> Profile:
         meter.leave_out(p)
         p.register_post_accumulate_grad_hook(lambda p: meter.leave_out(p.grad))
     with meter:
-        step_passes(g, d, frames, cfg.data.context)
+        step_passes(g, d, frames, cfg.data.context, cfg.loss.gan_paths == "both")
     return Profile(activations=meter.peak, flops=meter.flops)
 
 
@@ -196,7 +196,7 @@ def profile(cfg: Config, micro_batch: int, checkpointing: str | None = None) -> 
     nearly linear in the micro-batch, and a line through two measurements can undershoot."""
     mode = cfg.train.activation_checkpointing if checkpointing is None else checkpointing
     key = cfg.model_dump_json(include={"data": {"height", "width", "context", "future"}, "model": True,
-                                       "train": {"precision"}})  # what the measurement depends on
+                                       "train": {"precision"}, "loss": {"gan_paths"}})  # what the measurement depends on
     return _profile_cached(key, mode, micro_batch)
 
 

@@ -2,7 +2,12 @@
 
 The order is the one that survives ZeRO-2/3 with two engines (measured with DeepSpeed 0.19.8; DeepSpeed#4923/#3472):
 one D forward per D backward on ``cat([real, fake.detach()])``; then G's loss goes through D's *raw
-module* with D's parameters frozen, never through D's engine. D is :class:`vidpred.model.Discriminators`:
+module* with D's parameters frozen, never through D's engine.
+
+The fakes are SAVP's two paths (``loss.gan_paths: both``): the teacher-forced future with posterior z (the
+VAE-GAN path, which the L1 and the KL train) and the future imagined from the prior with the model's own
+predictions fed back (the GAN path: what inference and validation run). D sees real clips against both; G's
+adversarial and feature-matching terms are means over both. ``posterior`` leaves the prior path out. D is :class:`vidpred.model.Discriminators`:
 the frame and the clip discriminator in one module, so one engine and one optimizer serve both.
 
 A step is one optimizer step of both engines. With ``train.grad_accum`` = k it takes k micro-batches
@@ -81,14 +86,13 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
     kind, context, names = cfg.model.gan_loss, cfg.data.context, d_eng.module.names
     real = to_model_space(batch).to(device=g_eng.device, dtype=_dtype(g_eng))
 
-    out = g_eng(real, context)
-    fake = torch.cat([real[:, :context], out.pred], dim=1)  # same context, predicted future
+    out = g_eng(real, context, prior_path=cfg.loss.gan_paths == "both")
+    # The fakes: the same context, then the predicted future of each path (posterior; prior when both).
+    fakes = [torch.cat([real[:, :context], pred], dim=1) for pred in (out.pred, out.prior_pred) if pred is not None]
+    parts = 1 + len(fakes)
 
-    logits, feats = d_eng(torch.cat([real, fake.detach()]), context)
-    # Feature-matching targets: the real half of this pass's features (constants for G). A second, no-grad
-    # raw call of D on the real clips would leave ZeRO-3 parameters marked in use: no backward releases them.
-    real_feats = [[f.chunk(2)[0].detach() for f in per_d] for per_d in feats]
-    loss_d, d_terms = discriminator_loss(*split_real_fake(_fp32(logits)), kind, names)
+    logits, _ = d_eng(torch.cat([real, *(f.detach() for f in fakes)]), context)
+    loss_d, d_terms = discriminator_loss(*split_real_fake(_fp32(logits), parts), kind, names)
     d_finite = finite(loss_d)
     if d_finite:
         d_eng.backward(loss_d)
@@ -103,13 +107,19 @@ def gan_step(g_eng, d_eng, batch: torch.Tensor, cfg: Config, step: int = 0,
     try:
         # Under ZeRO-3 the engine's hooks on D's submodules gather each layer's partitioned weights on the
         # raw call too (forward and G's backward through D); wrapping it in GatheredParameters breaks that.
-        fake_logits, fake_feats = d_eng.module(fake, context)
+        # Real clips ride along in the same call: the feature-matching targets (the real part, constants for
+        # G) come from the very D that judges the fakes. A separate no-grad raw call on the real clips would
+        # leave ZeRO-3 parameters marked in use: no backward releases them.
+        all_logits, all_feats = d_eng.module(torch.cat([real, *fakes]), context)
+        fake_logits = split_real_fake(all_logits, parts)[1]
+        real_feats, fake_feats = map(list, zip(*(split_real_fake(per_d, parts) for per_d in all_feats)))
         cycle = None
         if cfg.loss.w_cycle:  # through the raw module too: one engine forward per engine backward
             cycle = (g_eng.module.retrodict(real[:, :context], out.pred) - real[:, :context]).abs().mean().float()
         loss_g, g_terms = generator_loss(
             out.pred.float(), real[:, context:].float(), out.kl.float(), _fp32(fake_logits),
-            _fp32(real_feats), _fp32(fake_feats), cfg.loss, kind, step=step, cycle=cycle, names=names)
+            _fp32(real_feats), _fp32(fake_feats), cfg.loss, kind, step=step, cycle=cycle,
+            prior_pred=None if out.prior_pred is None else out.prior_pred.float(), names=names)
         skipped_g = not finite(loss_g)
         if not skipped_g:
             g_eng.backward(loss_g)
