@@ -107,8 +107,9 @@ def one_to_two(tmp_path_factory):
 def check_same_state(written: dict, read: dict, run: str) -> None:
     for net in ("g", "d"):
         w, r = written[net], read[net]
-        # Adam's own count (an update DeepSpeed skips for an overflow does not count: D at bf16 skips one)
-        assert r["step"] == w["step"] >= STEPS - 1, (net, w["step"], r["step"])
+        # Adam's own count, carried exactly (a restarted Adam reads 0). An update DeepSpeed skips for an
+        # overflow does not count: D at bf16 skips one or two of the 3 (seen 2026-12-01 with two test processes)
+        assert r["step"] == w["step"] >= 1, (net, w["step"], r["step"])
         assert r["lr"] == w["lr"]
         for key in ("weights", "exp_avg", "exp_avg_sq"):
             assert r[key].keys() == w[key].keys()
