@@ -15,10 +15,11 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 
 def default_cache_dir() -> Path:
@@ -34,6 +35,14 @@ def parse_bytes(text: str) -> int:
         raise ValueError(f"{text!r}: expected a size such as 24GiB, 80GB or 512MiB")
     base = 1024 if m.group(3) or not m.group(2) else 1000
     return int(float(m.group(1)) * base ** "_KMGT".index(m.group(2).upper() or "_"))
+
+
+def _size_text(text: str) -> str:
+    parse_bytes(text)  # raises on anything that is not a size
+    return text
+
+
+ByteSize = Annotated[str, AfterValidator(_size_text)]  # a size as the user wrote it (24GiB), checked at the door
 
 
 class UserError(Exception):
@@ -151,7 +160,7 @@ class DataConfig(_Section):
     probe_index_dir: str | None = Field(
         None, description="where probe indexes live: a local directory or s3://bucket/prefix; None: "
         "<cache_dir>/probe-index")
-    shuffle_buffer: str = Field(
+    shuffle_buffer: ByteSize = Field(
         "128MiB", description="memory per worker for the clips shuffled before they are batched (a video's clips "
         "arrive together; a buffer of many videos' clips mixes them): the buffer holds this much / the bytes of "
         "one clip, at least data.batch_size clips; training starts once it is full (or the shard is read)")
@@ -178,12 +187,6 @@ class DataConfig(_Section):
     @classmethod
     def _index_dir_is_a_folder(cls, v: str | None) -> str | None:
         return _local_or_remote_folder(v)
-
-    @field_validator("shuffle_buffer")
-    @classmethod
-    def _buffer_size(cls, v: str) -> str:
-        parse_bytes(v)
-        return v
 
     @property
     def clip_frames(self) -> int:
@@ -330,7 +333,7 @@ class TrainConfig(_Section):
         "activation_checkpointing; those four keys are then its choice) at the configured data.batch_size "
         "(vidpred plan shows its table)")
     offload_optimizer: bool = Field(False, description="ZeRO-Offload: optimizer states and step on the CPU (stage ≥ 1)")
-    device_memory: str | None = Field(
+    device_memory: ByteSize | None = Field(
         None, description="memory per device for zero_stage=auto, e.g. 24GiB; None: the GPU's, or host RAM / workers")
     grad_accum: int = Field(
         1, ge=1, le=1024, description="micro-batches per optimizer step: data.batch_size clips per step go through "
@@ -400,13 +403,6 @@ class TrainConfig(_Section):
         if v is None or _remote(v):
             return v
         return str(Path(v.removeprefix("file://")).expanduser().resolve())  # workers open it by absolute path
-
-    @field_validator("device_memory")
-    @classmethod
-    def _size(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_bytes(v)
-        return v
 
     @model_validator(mode="after")
     def _offload_needs_zero(self) -> "TrainConfig":

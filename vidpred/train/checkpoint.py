@@ -99,14 +99,18 @@ def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:
         saved = torch.load(whole, map_location="cpu", weights_only=True)
         reshard.load_full_state(g_eng, saved["g"])
         reshard.load_full_state(d_eng, saved["d"])
-        progress = {k: v for k, v in meta.items() if isinstance(v, (int, float, str))}
-        return {**progress, "world": written_by}
+        return {**_counters(meta), "world": written_by}
     path, g_state = g_eng.load_checkpoint(str(root / "g"), tag=TAG)
     d_path, _ = d_eng.load_checkpoint(str(root / "d"), tag=TAG)
     if path is None or d_path is None:
         raise FileNotFoundError(f"{directory}: no DeepSpeed checkpoint under g/{TAG} and d/{TAG}")
-    state = {k: v for k, v in (g_state or {}).items() if isinstance(v, (int, float, str))}
+    state = _counters(g_state or {})
     return {**state, "step": int(state.get("step", 0)), "world": world}
+
+
+def _counters(saved: dict[str, Any]) -> dict[str, Any]:
+    """The plain progress counters among what a save recorded (the config and engine internals left out)."""
+    return {k: v for k, v in saved.items() if isinstance(v, (int, float, str))}
 
 
 def parse_meta(text: bytes | str, where: str) -> dict[str, Any]:
