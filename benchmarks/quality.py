@@ -11,6 +11,7 @@ the model never saw real video). Eval's clips do not overlap: each held-out vide
     python benchmarks/quality.py --tag default-s1 --seed 1
     python benchmarks/quality.py --tag posterior-s0 --set loss.gan_paths=posterior
     python benchmarks/quality.py --tag smoke --minutes 3
+    python benchmarks/quality.py --tag ema-s0 --steps 1480 --set train.ema_decay=0.999   # steps, not minutes
     python benchmarks/quality.py --summary                  # table + sharpness-vs-PSNR plot of every run
 
 One run writes ``benchmarks/results/quality-TAG.json`` (its config, steps, and every eval's metrics) and
@@ -42,6 +43,9 @@ KIND = "vidpred-train/1"  # records of this benchmark (the older single-process 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0, help="training budget: train.max_minutes")
+    p.add_argument("--steps", type=int, default=None,
+                   help="train this many steps instead of --minutes: for settings whose step costs what the "
+                   "default's does, on a machine shared with other work (the load then changes only wall time)")
     p.add_argument("--seed", type=int, default=0, help="train.seed")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="config override")
     p.add_argument("--train-videos", type=int, default=24, help="synthetic training videos")
@@ -107,7 +111,9 @@ def run(args) -> None:
     shutil.rmtree(work, ignore_errors=True)  # the benchmark's own folder of this tag, outside the repository
     work.mkdir(parents=True)
     log = work / "console.log"
-    sets = [f"data.uri={roots['synthetic']}", f"train.max_minutes={args.minutes:g}", "train.steps=100000000",
+    budget = [f"train.steps={args.steps}"] if args.steps else [f"train.max_minutes={args.minutes:g}",
+                                                                 "train.steps=100000000"]
+    sets = [f"data.uri={roots['synthetic']}", *budget,
             f"train.seed={args.seed}", f"train.storage_path={work / 'runs'}", f"train.name={args.tag}", *args.set]
     started = time.perf_counter()
     vidpred(["train", *[x for s in sets for x in ("--set", s)]], log)
@@ -126,7 +132,8 @@ def run(args) -> None:
         vidpred(cmd, log)
         results[name] = {**json.loads((out / "metrics.json").read_text()), "table": (out / "metrics.md").read_text()}
         print(results[name]["table"])
-    record = {"kind": KIND, "date": date.today().isoformat(), "tag": args.tag, "minutes": args.minutes,
+    record = {"kind": KIND, "date": date.today().isoformat(), "tag": args.tag,
+              "minutes": None if args.steps else args.minutes, "fixed_steps": args.steps,
               "seed": args.seed, "overrides": args.set, "steps": meta["step"], "wall_minutes": round(seconds / 60, 2),
               "cpus": os.cpu_count(), "config": meta["config"], "checkpoint": str(ckpt), "results": results}
     target = RESULTS / f"quality-{args.tag}.json"

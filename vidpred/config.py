@@ -346,6 +346,10 @@ class TrainConfig(_Section):
     lr_g: float = Field(2e-4, gt=0, le=1)
     lr_d: float = Field(2e-4, gt=0, le=1)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="an exponential moving average of the generator's weights, decay per step "
+        "(e.g. 0.999: about the last 1,000 steps), is what validation, vidpred eval and vidpred export use; costs one "
+        "fp32 copy of the generator per rank (divided by the workers at ZeRO-3); None: the weights as trained")
     steps: int = Field(60, ge=1, le=100_000_000,
                        description="optimizer steps per worker (each of train.grad_accum micro-batches)")
     max_minutes: float | None = Field(

@@ -2,7 +2,8 @@
 
 Layout of one checkpoint directory (Ray merges the ranks' uploads into it):
 ``g/`` and ``d/`` (DeepSpeed ``save_checkpoint`` output, all ranks' shards), ``generator.pt`` (fp32
-state dict, loadable without DeepSpeed), ``meta.json`` (step, the world size that wrote it, data position
+state dict, loadable without DeepSpeed: with ``train.ema_decay`` the average of the weights, which eval and
+export then use, :mod:`vidpred.train.ema`; ``meta.json`` says which under ``generator_weights``), ``meta.json`` (step, the world size that wrote it, data position
 and the other progress counters, config), and in an elastic run's checkpoints ``reshard.pt``: both engines'
 state gathered whole (:mod:`vidpred.train.reshard`), what a worker group of another size loads. The
 progress counters also ride in DeepSpeed's ``client_state``, so the engines and the counters of a
@@ -27,6 +28,7 @@ TAG = "state"
 GENERATOR_FILE = "generator.pt"
 RESHARD_FILE = "reshard.pt"
 META_FILE = "meta.json"
+GENERATOR_WEIGHTS = "generator_weights"  # meta.json: what GENERATOR_FILE holds, "weights" or "ema" (their average)
 EXPORT_FORMAT = "vidpred-generator/1"  # what ``vidpred export`` writes (vidpred.train.export)
 EXPECTED = ("a checkpoint folder as vidpred train writes it (<storage>/<run>/checkpoint_<time>/, holding "
             f"{META_FILE}, {GENERATOR_FILE}, g/ and d/)")
@@ -55,35 +57,40 @@ def world_size() -> int:
     return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
 
-def save(g_eng, d_eng, step: int, cfg: Config, rank: int, progress: dict[str, Any] | None = None) -> Path:
+def save(g_eng, d_eng, step: int, cfg: Config, rank: int, progress: dict[str, Any] | None = None,
+         ema=None) -> Path:
     """Write this rank's part of a checkpoint into a fresh temp dir and return it: the caller hands it to Ray
     Train and owns it (an asynchronous upload deletes it when done; otherwise the caller does).
 
     ``progress``: counters to restore with the step (plain JSON values: data position, non-finite counts).
-    An elastic run (``train.min_workers``) also writes both engines' state whole (:data:`RESHARD_FILE`)."""
+    An elastic run (``train.min_workers``) also writes both engines' state whole (:data:`RESHARD_FILE`).
+    ``ema``: the run's :class:`vidpred.train.ema.GeneratorEMA`, whose average becomes :data:`GENERATOR_FILE`."""
     from vidpred.train import reshard
 
     root = Path(tempfile.mkdtemp(prefix="vidpred-ckpt-"))
-    state = {**(progress or {}), "step": step, "world": world_size()}
+    state = {**(progress or {}), "step": step, "world": world_size(),
+             **({"ema_updates": ema.updates} if ema is not None else {})}
     g_eng.save_checkpoint(str(root / "g"), tag=TAG, client_state=state)
     d_eng.save_checkpoint(str(root / "d"), tag=TAG, client_state=state)
-    generator = consolidated_state(g_eng)
+    generator = consolidated_state(g_eng) if ema is None else ema.state_dict()
     whole = {"g": reshard.full_state(g_eng), "d": reshard.full_state(d_eng)} if cfg.train.elastic else None
     if rank == 0:
         atomic_write(root / GENERATOR_FILE, lambda p: torch.save(generator, p))
         if whole is not None:
             atomic_write(root / RESHARD_FILE, lambda p: torch.save(whole, p))
-        meta = {**state, "config": cfg.model_dump(mode="json")}
+        meta = {**state, GENERATOR_WEIGHTS: "weights" if ema is None else "ema",
+                "config": cfg.model_dump(mode="json")}
         atomic_write(root / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return root
 
 
-def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:
+def restore(g_eng, d_eng, directory: str | os.PathLike, ema=None) -> dict[str, Any]:
     """Load both engines (weights, optimizer, LR scheduler) from a checkpoint dir; returns its progress
     counters: at least ``step``, ``world`` (the world size that wrote it), and whatever :func:`save` was
     given. At the world size that wrote it, from DeepSpeed's own shards; at another, from the checkpoint's
     whole state (:data:`RESHARD_FILE`), which only an elastic run's checkpoints have: CheckpointError
-    otherwise."""
+    otherwise. ``ema`` (a :class:`vidpred.train.ema.GeneratorEMA`) takes the checkpoint's average when it
+    has one, and otherwise starts over from the restored weights."""
     from vidpred.train import reshard
 
     root = Path(directory)
@@ -99,13 +106,24 @@ def restore(g_eng, d_eng, directory: str | os.PathLike) -> dict[str, Any]:
         saved = torch.load(whole, map_location="cpu", weights_only=True)
         reshard.load_full_state(g_eng, saved["g"])
         reshard.load_full_state(d_eng, saved["d"])
+        _restore_ema(ema, root, meta)
         return {**_counters(meta), "world": written_by}
     path, g_state = g_eng.load_checkpoint(str(root / "g"), tag=TAG)
     d_path, _ = d_eng.load_checkpoint(str(root / "d"), tag=TAG)
     if path is None or d_path is None:
         raise FileNotFoundError(f"{directory}: no DeepSpeed checkpoint under g/{TAG} and d/{TAG}")
     state = _counters(g_state or {})
+    _restore_ema(ema, root, meta)
     return {**state, "step": int(state.get("step", 0)), "world": world}
+
+
+def _restore_ema(ema, root: Path, meta: dict[str, Any]) -> None:
+    if ema is None:
+        return
+    if meta.get(GENERATOR_WEIGHTS) == "ema":
+        ema.load(torch.load(root / GENERATOR_FILE, map_location="cpu", weights_only=True), int(meta["ema_updates"]))
+    else:  # a checkpoint of a run without the average (train.init_from, or ema_decay set on --resume)
+        ema.reset()
 
 
 def _counters(saved: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """``vidpred export CK OUT``: a checkpoint's generator as one fp32 file that loads without DeepSpeed.
 
 The weights come from the DeepSpeed shards of every rank (``zero_to_fp32`` merges ZeRO-1/2/3 partitions;
-ZeRO-0 has one full copy), so a bf16 run exports its fp32 master weights, not the bf16 working copy.
+ZeRO-0 has one full copy), so a bf16 run exports its fp32 master weights, not the bf16 working copy. A run
+with ``train.ema_decay`` exports the average of its weights instead (fp32, the checkpoint's ``generator.pt``),
+the weights its validation and ``vidpred eval`` score.
 The file holds the model config next to the weights: ``load_exported`` rebuilds the generator from it.
 """
 
@@ -16,16 +18,20 @@ import torch
 from vidpred import console
 from vidpred.config import DataConfig, ModelConfig
 from vidpred.storage import atomic_write, location
-from vidpred.train.checkpoint import (EXPORT_FORMAT, GENERATOR_FILE, META_FILE, TAG, CheckpointError,
-                                      inside_checkpoint, read_meta)
+from vidpred.train.checkpoint import (EXPORT_FORMAT, GENERATOR_FILE, GENERATOR_WEIGHTS, META_FILE, TAG,
+                                      CheckpointError, inside_checkpoint, load_generator, read_meta)
 
 FORMAT = EXPORT_FORMAT
 
 
 def fp32_generator_state(checkpoint_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The generator's fp32 weights merged from all ranks' DeepSpeed shards under ``checkpoint_dir/g``."""
+    """The generator's fp32 weights merged from all ranks' DeepSpeed shards under ``checkpoint_dir/g``, or
+    the average of them that the checkpoint's generator.pt holds when the run kept one."""
     g_dir = Path(checkpoint_dir) / "g"
-    stage = read_meta(checkpoint_dir)["config"]["train"].get("zero_stage")
+    meta = read_meta(checkpoint_dir)
+    if meta.get(GENERATOR_WEIGHTS) == "ema":
+        return {k: v.float() for k, v in load_generator(checkpoint_dir)[0].state_dict().items()}
+    stage = meta["config"]["train"].get("zero_stage")
     if not (g_dir / TAG).is_dir():
         raise CheckpointError(f"{checkpoint_dir}: no DeepSpeed shards under g/{TAG}; expected a checkpoint folder "
                               f"as vidpred train writes it ({META_FILE}, {GENERATOR_FILE}, g/, d/)")

@@ -45,6 +45,7 @@ and its data position is carried over as the clips the whole group had consumed 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -62,6 +63,7 @@ from vidpred.data.report import run_data_metrics
 from vidpred.model import Discriminators, Generator, as_floats, count_parameters
 from vidpred.storage import location
 from vidpred.train import checkpoint, faults
+from vidpred.train.ema import GeneratorEMA
 from vidpred.train.engines import build_engines
 from vidpred.train.monitor import Monitor
 from vidpred.train.reshard import adam_step
@@ -159,6 +161,8 @@ class Trainer:
                  f"{self.cfg.train.grad_accum}, activation checkpointing {mode}, "
                  f"{self.world} workers, {torch.get_num_threads()} torch thread(s) each")
         self.g_eng, self.d_eng = build_engines(generator, discriminator, self.cfg)
+        decay = self.cfg.train.ema_decay
+        self.ema = None if decay is None else GeneratorEMA(self.g_eng, decay)  # validated, saved for eval
         self.monitor = Monitor(self.cfg, self.ctx)  # TensorBoard (rank 0) and validation
 
     def say_world(self) -> None:
@@ -178,7 +182,7 @@ class Trainer:
     def load(self, ckpt) -> dict[str, Any]:
         """Both engines and the step from ``ckpt``; returns its other progress counters."""
         with ckpt.as_directory() as directory:
-            state = checkpoint.restore(self.g_eng, self.d_eng, directory)
+            state = checkpoint.restore(self.g_eng, self.d_eng, directory, self.ema)
         self.step = state["step"]
         return state
 
@@ -249,7 +253,7 @@ class Trainer:
         self.checkpoint_pending = True
         metrics = {**metrics, **run_data_metrics(self.ctx.get_experiment_name())}  # usable / skipped files
         progress = {**self.position.state(), **self.nonfinite.state()}
-        local = checkpoint.save(self.g_eng, self.d_eng, self.step, self.run_cfg, self.rank, progress)
+        local = checkpoint.save(self.g_eng, self.d_eng, self.step, self.run_cfg, self.rank, progress, self.ema)
         ckpt = ray.train.Checkpoint.from_directory(str(local))
         if self.cfg.train.checkpoint_upload == "async":
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
@@ -268,6 +272,8 @@ class Trainer:
         finite = all_finite if self.hooks is None else \
             self.hooks.finite(self.rank, self.step + 1, self.nonfinite.restores)
         losses = take_step(self.g_eng, self.d_eng, batches, self.cfg, self.rank, self.step, finite)
+        if self.ema is not None:
+            self.ema.update()
         losses.pop("skipped_d")
         left_out = round(float(losses.pop("skipped_g")) * t.grad_accum)  # a skipped D leaves G out too
         self.step += 1
@@ -329,7 +335,8 @@ class Trainer:
             "interval_seconds": seconds, "steps_per_s": interval.steps / seconds,
             "clips_per_s": interval.steps * self.cfg.data.batch_size * self.world / seconds}
         if self.monitor.due(self.step, last):
-            metrics.update(self.monitor.validate(self.step, self.g_eng))
+            with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
+                metrics.update(self.monitor.validate(self.step, self.g_eng))
         self.monitor.interval(self.step, means, self.g_eng, self.d_eng)
         self.progress(metrics, first)
         if interval.steps >= t.log_every and seconds < RAY_POLL_S and not self.said_reports_queue:

@@ -9,7 +9,8 @@ engines (G and D):
 * model states — params, grads, optimizer (AdamW: two moments; with bf16 also the fp32 master copy),
   divided by the world size the way the stage partitions them (ZeRO paper, Rajbhandari et al. 2020):
   stage 1 partitions the optimizer, stage 2 also the gradients, stage 3 also the parameters;
-  offload moves the optimizer partition (and its fp32 work) to host memory;
+  offload moves the optimizer partition (and its fp32 work) to host memory; with ``train.ema_decay`` the
+  generator's averaged weights (fp32) count as params;
 * DeepSpeed's communication buckets (stage 1/2: reduce + all-gather buckets; stage 3: prefetch and
   live-parameter limits and the reduce bucket), capped by the model size (vidpred.train.engines caps
   DeepSpeed's bucket sizes so);
@@ -249,10 +250,12 @@ def estimate(cfg: Config, stage: int, offload: bool, micro_batch: int, world: in
     counts = counts or param_counts(cfg)
     states = [model_state_bytes(n, stage, offload, world, bf16) for n in counts]
     prof = profile(cfg, micro_batch, checkpointing)
+    # train.ema_decay: an fp32 average of G's weights, partitioned like them at ZeRO-3 (vidpred.train.ema)
+    ema = 0 if cfg.train.ema_decay is None else 4 * counts[0] // (world if stage >= 3 else 1)
     return Estimate(
         stage=stage, offload=offload, micro_batch=micro_batch, grad_accum=cfg.data.batch_size // micro_batch,
         checkpointing=checkpointing,
-        params=sum(s[0] for s in states), grads=sum(s[1] for s in states), optimizer=sum(s[2] for s in states),
+        params=sum(s[0] for s in states) + ema, grads=sum(s[1] for s in states), optimizer=sum(s[2] for s in states),
         buckets=sum(bucket_bytes(n, stage, bf16) for n in counts),
         activations=int(ACTIVATION_SLACK * prof.activations),
         seconds=step_seconds(cfg, stage, offload, micro_batch, world, checkpointing, sum(counts), prof.flops),

@@ -95,7 +95,7 @@ def full_state(engine) -> dict[str, Any]:
     return out
 
 
-def _local_slice(p, whole: torch.Tensor) -> torch.Tensor:
+def zero3_partition(p, whole: torch.Tensor) -> torch.Tensor:
     """This rank's ZeRO-3 partition of ``whole``: the flat tensor padded with zeros to world × partition size,
     as DeepSpeed pads the last partition (its own ``set_full_hp_param`` cuts without the padding and fails on
     a parameter whose size the world size does not divide)."""
@@ -128,11 +128,11 @@ def load_full_state(engine, state: dict[str, Any]) -> None:
         if tuple(weight.shape) != shape:
             raise ValueError(f"{name}: saved shape {tuple(weight.shape)}, the module's {shape}")
         if kind == "z3":
-            local = _local_slice(p, weight)
+            local = zero3_partition(p, weight)
             p.ds_tensor.data.copy_(local.to(p.ds_tensor.device, p.ds_tensor.dtype))
             safe_set_local_fp32_param(p, local.to(p.ds_tensor.device))
             for key, value in zip(MOMENTS, moments, strict=True):
-                safe_set_local_optimizer_state(p, _local_slice(p, value).to(p.ds_tensor.device), key)
+                safe_set_local_optimizer_state(p, zero3_partition(p, value).to(p.ds_tensor.device), key)
             continue
         p.data.copy_(weight.to(p.device, p.dtype))
         if kind == "fragment":
