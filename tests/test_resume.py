@@ -23,7 +23,10 @@ STOP, TOTAL = 6, 10
 # the weights within WEIGHT_TOL, which a skipped or repeated batch exceeds by orders of magnitude.
 REL_TOL = 1e-4
 WEIGHT_TOL = 1e-6
-COMMON = [*TINY_RUN, "--set", "train.val_every=1000", "--set", "train.tensorboard=false"]
+# train.ema_decay: generator.pt holds the average of the weights, so the final comparison below also checks that
+# a resume carries the average (and its update count) on rather than starting it over
+COMMON = [*TINY_RUN, "--set", "train.val_every=1000", "--set", "train.tensorboard=false",
+          "--set", "train.ema_decay=0.9"]
 
 
 def losses(out: str) -> dict[int, dict[str, float]]:
@@ -60,6 +63,7 @@ def test_resume_continues_the_uninterrupted_curve(cli_env, tmp_path):
             assert terms[key] == pytest.approx(full[step][key], rel=REL_TOL, abs=1e-4), (step, key)
     end, end_full = last_checkpoint(resumed_out), last_checkpoint(full_out)
     assert json.loads((end / "meta.json").read_text())["step"] == TOTAL
+    assert json.loads((end / "meta.json").read_text())["generator_weights"] == "ema"
     a, b = (torch.load(c / "generator.pt") for c in (end, end_full))
     assert max(float((a[k] - b[k]).abs().max()) for k in b) <= WEIGHT_TOL
 
