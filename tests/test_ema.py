@@ -26,19 +26,26 @@ BASE = ["data.height=16", "data.width=16", "data.context=2", "data.future=2", "d
 RUNS = {f"zero{s}": BASE + [f"train.zero_stage={s}"] for s in (2, 3)}
 
 
+def _runs():
+    """(name, config, G engine, D engine, G's average) per run, fresh at the run's seed."""
+    from vidpred.train.ema import GeneratorEMA
+    from vidpred.train.selfcheck import fresh_engines
+
+    for name, overrides in RUNS.items():
+        cfg = config.load(overrides=overrides)
+        g_eng, d_eng, _ = fresh_engines(cfg)
+        yield name, cfg, g_eng, d_eng, GeneratorEMA(g_eng, cfg.train.ema_decay)
+
+
 def _write(rank, world, port, out_dir):
     import torch.distributed as dist
 
     from vidpred.train import checkpoint
-    from vidpred.train.ema import GeneratorEMA
-    from vidpred.train.selfcheck import fresh_engines, init_rank, synthetic_batch
+    from vidpred.train.selfcheck import init_rank, synthetic_batch
     from vidpred.train.step import all_finite, take_step
 
     init_rank(rank, world, port)
-    for name, overrides in RUNS.items():
-        cfg = config.load(overrides=overrides)
-        g_eng, d_eng, _ = fresh_engines(cfg)
-        ema = GeneratorEMA(g_eng, cfg.train.ema_decay)
+    for name, cfg, g_eng, d_eng, ema in _runs():
         reference = {k: v.clone() for k, v in checkpoint.consolidated_state(g_eng).items()}
         for step in range(STEPS):
             take_step(g_eng, d_eng, iter(synthetic_batch(cfg, rank, step).split(cfg.micro_batch)), cfg, rank, step,
@@ -67,14 +74,10 @@ def _read(rank, world, port, out_dir):
     import torch.distributed as dist
 
     from vidpred.train import checkpoint
-    from vidpred.train.ema import GeneratorEMA
-    from vidpred.train.selfcheck import fresh_engines, init_rank
+    from vidpred.train.selfcheck import init_rank
 
     init_rank(rank, world, port)
-    for name, overrides in RUNS.items():
-        cfg = config.load(overrides=overrides)
-        g_eng, d_eng, _ = fresh_engines(cfg)
-        ema = GeneratorEMA(g_eng, cfg.train.ema_decay)
+    for name, _, g_eng, d_eng, ema in _runs():
         checkpoint.restore(g_eng, d_eng, os.path.join(out_dir, name), ema)
         got = {"averaged": ema.state_dict(), "updates": ema.updates}
         if rank == 0:
