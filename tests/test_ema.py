@@ -37,9 +37,16 @@ def _runs():
         yield name, cfg, g_eng, d_eng, GeneratorEMA(g_eng, cfg.train.ema_decay)
 
 
+def _predict(generator, frames: torch.Tensor) -> torch.Tensor:
+    """Two future frames after ``frames`` with fixed noise."""
+    torch.manual_seed(7)
+    return generator.predict(frames, future=2)
+
+
 def _write(rank, world, port, out_dir):
     import torch.distributed as dist
 
+    from vidpred.model import to_model_space
     from vidpred.train import checkpoint
     from vidpred.train.selfcheck import init_rank, synthetic_batch
     from vidpred.train.step import all_finite, take_step
@@ -56,14 +63,18 @@ def _write(rank, world, port, out_dir):
             reference = {k: keep * reference[k] + (1 - keep) * now[k] for k in reference}
         averaged = ema.state_dict()
         raw = checkpoint.consolidated_state(g_eng)
-        with ema.swapped_in():
+        frames = to_model_space(synthetic_batch(cfg, 0, 0)[:, : cfg.data.context])
+        with ema.swapped_in():  # what validation runs (after a step ZeRO-3 keeps small parameters gathered)
             inside = checkpoint.consolidated_state(g_eng)
+            pred_inside = _predict(g_eng.module, frames)
         after = checkpoint.consolidated_state(g_eng)
+        pred_after = _predict(g_eng.module, frames)
         part = checkpoint.save(g_eng, d_eng, STEPS, cfg, rank, {"epoch": 0, "epoch_batches": STEPS}, ema)
         shutil.copytree(part, os.path.join(out_dir, name), dirs_exist_ok=True)  # merged, as Ray Train does
         shutil.rmtree(part)
         if rank == 0:
             torch.save({"averaged": averaged, "reference": reference, "raw": raw, "inside": inside, "after": after,
+                        "frames": frames, "pred_inside": pred_inside, "pred_after": pred_after,
                         "updates": ema.updates}, os.path.join(out_dir, f"{name}.written.pt"))
         dist.barrier()
         del g_eng, d_eng
@@ -117,9 +128,16 @@ def test_the_average_is_what_eval_export_validation_and_a_resharded_restore_use(
     _assert_same(w["averaged"], w["reference"], "average vs reference")
     moved = [k for k in w["raw"] if not torch.allclose(w["raw"][k], w["averaged"][k])]
     assert len(moved) > len(w["raw"]) // 2  # lr 0.01 for 4 steps: the average lags the weights visibly
-    # validation: the module holds the average inside swapped_in, its own weights again after it
+    # validation: the module holds the average inside swapped_in, its own weights again after it, and its
+    # forward uses them (a plain generator with those weights predicts the same)
     _assert_same(w["inside"], w["averaged"], "inside swapped_in")
     _assert_same(w["after"], w["raw"], "after swapped_in", exact=True)
+    from vidpred.model import Generator
+
+    for weights, key in ((w["averaged"], "pred_inside"), (w["raw"], "pred_after")):
+        plain = Generator(config.load(overrides=RUNS[run]).model)
+        plain.load_state_dict(weights)
+        torch.testing.assert_close(w[key], _predict(plain, w["frames"]), rtol=1e-5, atol=1e-5, msg=key)
     ckpt = written / run
     meta = checkpoint.read_meta(ckpt)
     assert meta[checkpoint.GENERATOR_WEIGHTS] == "ema" and meta["ema_updates"] == STEPS

@@ -93,6 +93,16 @@ class GeneratorEMA:
             self.shadow[name].copy_(held.view_as(self.shadow[name]))
         self.updates = updates
 
+    def _drop_gathered(self) -> None:
+        """ZeRO-3: free the whole copies DeepSpeed keeps of gathered parameters (after a step it keeps every
+        parameter under ``stage3_param_persistence_threshold`` elements gathered), so that the next forward
+        gathers each from its partition, where the average was written (or the weights written back)."""
+        if not self.z3:
+            return
+        gathered = [p for p in self.params.values() if p.ds_status.name == "AVAILABLE"]
+        if gathered:
+            gathered[0].partition(param_list=gathered, has_been_updated=False)
+
     @contextlib.contextmanager
     @torch.no_grad()
     def swapped_in(self) -> Iterator[None]:
@@ -101,7 +111,9 @@ class GeneratorEMA:
         try:
             for name, p in self.params.items():
                 self._held(p).copy_(self.shadow[name].view_as(own[name]))
+            self._drop_gathered()
             yield
         finally:
             for name, p in self.params.items():
                 self._held(p).copy_(own[name])
+            self._drop_gathered()
