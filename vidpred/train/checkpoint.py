@@ -3,11 +3,12 @@
 Layout of one checkpoint directory (Ray merges the ranks' uploads into it):
 ``g/`` and ``d/`` (DeepSpeed ``save_checkpoint`` output, all ranks' shards), ``generator.pt`` (fp32
 state dict, loadable without DeepSpeed: with ``train.ema_decay`` the average of the weights, which eval and
-export then use, :mod:`vidpred.train.ema`; ``meta.json`` says which under ``generator_weights``), ``meta.json`` (step, the world size that wrote it, data position
-and the other progress counters, config), and in an elastic run's checkpoints ``reshard.pt``: both engines'
-state gathered whole (:mod:`vidpred.train.reshard`), what a worker group of another size loads. The
-progress counters also ride in DeepSpeed's ``client_state``, so the engines and the counters of a
-checkpoint always come from the same save.
+export then use, :mod:`vidpred.train.ema`; ``meta.json`` says which under ``generator_weights``),
+``meta.json`` (step, the world size that wrote it, data position and the other progress counters, config),
+and in an elastic run's checkpoints ``reshard.pt``: both engines' state gathered whole
+(:mod:`vidpred.train.reshard`), what a worker group of another size loads. The progress counters also ride
+in DeepSpeed's ``client_state``, so the engines and the counters of a checkpoint always come from the same
+save.
 """
 
 from __future__ import annotations

@@ -21,19 +21,16 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+import torch.distributed as dist
 
 from vidpred.train.reshard import zero3_partition
-
-
-def _z3(engine) -> bool:
-    return engine.zero_optimization_stage() >= 3
 
 
 class GeneratorEMA:
     def __init__(self, engine, decay: float):
         self.decay = decay
         self.updates = 0
-        self.z3 = _z3(engine)
+        self.z3 = engine.zero_optimization_stage() >= 3  # partitioned parameters
         self.module = engine.module
         self.params = dict(engine.module.named_parameters())
         self.shadow: dict[str, torch.Tensor] = {}
@@ -70,8 +67,6 @@ class GeneratorEMA:
         for name, p in self.params.items():
             local = self.shadow[name]
             if self.z3:
-                import torch.distributed as dist
-
                 world = dist.get_world_size(group=p.ds_process_group)
                 whole = torch.empty(local.numel() * world, dtype=local.dtype, device=local.device)
                 dist.all_gather_into_tensor(whole, local.contiguous(), group=p.ds_process_group)
