@@ -81,7 +81,9 @@ def test_elastic_run_shrinks_to_one_worker_and_grows_back(cli_env, tmp_path):
         shrink_s = time.monotonic() - lost_at
         at, g_adam, d_adam = map(int, resumed.groups())
         assert at >= 2 * EVERY and at % EVERY == 0 and g_adam == d_adam == at, resumed.group(0)  # Adam came through
-        out.wait_for(r"step %d/%d" % (at + 2, STEPS), timeout=300)  # one worker trains on from there
+        # one worker trains on past a checkpoint of its own, so the run that grows back reshards from 1 worker
+        # (a step number the 2 workers logged before the loss must not count: only lines after the resume do)
+        out.wait_for(r"step %d/%d" % (at + EVERY + 2, STEPS), timeout=300, since=out.after)
 
         nodes.append(start_node([f"--address={address}", *node_args(dirs[3], NODE_CPUS)], cli_env))  # a new node
         joined_at = time.monotonic()

@@ -36,6 +36,7 @@ class Lines:
         self.copy = copy.open("w", buffering=1)  # the run's output as it comes, for a failure's post-mortem
         self.lines: list[str] = []
         self.ended = False
+        self.after = 0
         self.cond = threading.Condition()
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
 
@@ -49,12 +50,16 @@ class Lines:
             self.ended = True  # the run's output is over: nothing more will match
             self.cond.notify_all()
 
-    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> re.Match:
+        """The first line from index ``since`` on that matches; :attr:`after` is then the index past it, so a
+        later wait can skip what came before (a step number logged before a restart matches a pattern meant
+        for the steps after it)."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for line in self.lines:
-                    if m := re.search(pattern, line):
+                for i in range(since, len(self.lines)):
+                    if m := re.search(pattern, self.lines[i]):
+                        self.after = i + 1
                         return m
                 left = deadline - time.monotonic()
                 if left <= 0 or self.ended:
