@@ -198,7 +198,9 @@ def fake_grid(exp_path: Path):
     pbt = [{"step": 0, "w_rec": 1.0, "w_kl": 1e-3, "w_adv": 0.01, "w_feat": 0.1},
            {"step": 6, "w_rec": 1.0, "w_kl": 1e-3, "w_adv": 0.02, "w_feat": 0.1}]
     return [result(0, 0.001, 12), result(1, 0.004, 12, pbt), result(2, -0.002, 6),
-            SimpleNamespace(metrics={}, config={"w_adv": 0.5}, path="/exp/run_trial_t3", error=RuntimeError("x"))]
+            SimpleNamespace(metrics={}, config={"w_adv": 0.5}, path="/exp/run_trial_t3", error=RuntimeError("x")),
+            # created but not started when the driver was stopped (Ctrl-C): Tune gives it no config
+            SimpleNamespace(metrics=None, config=None, path="/exp/run_trial_t4", error=None)]
 
 
 def test_report_sorts_writes_and_exports_a_trainable_best_config(tmp_path):
@@ -210,10 +212,10 @@ def test_report_sorts_writes_and_exports_a_trainable_best_config(tmp_path):
         "results.csv", "results.md", "schedules.json", "best.yaml", "summary.json", "objective.png"]
     rows = (tmp_path / "report" / "results.csv").read_text().splitlines()
     # by val_score; a trial without a result last, named by its folder
-    assert [r.split(",")[1] for r in rows[1:]] == ["t1", "t0", "t2", "run_trial_t3"]
+    assert [r.split(",")[1] for r in rows[1:]] == ["t1", "t0", "t2", "run_trial_t3", "run_trial_t4"]
     md = (tmp_path / "report" / "results.md").read_text()
     assert "| 1 | t1 | 0.004 | done | 12 |" in md and "| 3 | t2 | -0.002 | stopped | 6 |" in md
-    assert "| 4 | run_trial_t3 |  | error |" in md
+    assert "| 4 | run_trial_t3 |  | error |" in md and "| 5 | run_trial_t4 |  | stopped | 0 |" in md
     best = config_mod.load(tmp_path / "report" / "best.yaml")  # exactly what vidpred train --config does
     assert [p.step for p in best.loss.schedule] == [0, 6] and best.loss.at(7).w_adv == 0.02
     assert (best.train.num_workers, best.train.steps, best.train.name) == (1, 12, None)

@@ -32,8 +32,8 @@ def start(args, env) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
     try:
         return proc.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    except BaseException:  # this timeout or pytest-timeout's: never leave the run and its Ray cluster behind,
+        os.killpg(proc.pid, signal.SIGKILL)  # where it would hold CPUs for the rest of the suite
         raise
 
 
@@ -135,13 +135,17 @@ def test_an_interrupted_experiment_continues_from_s3(tmp_path, s3_server):
     env = {**env_for(tmp_path), **s3_server.env()}
 
     proc, seen = start(["tune", str(exp)], env), []
-    for line in proc.stdout:
-        seen.append(line)
-        if first := re.match(r"\[vidpred\] trial (\S+) finished", line):
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    else:
-        pytest.fail("the driver ended before a trial finished:\n" + "".join(seen)[-6000:])
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if first := re.match(r"\[vidpred\] trial (\S+) finished", line):
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        else:
+            pytest.fail("the driver ended before a trial finished:\n" + "".join(seen)[-6000:])
+    except BaseException:  # pytest-timeout's interrupt included: the driver and its Ray go too
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     out = finish(proc, 300)
     assert proc.returncode == 130 and "Run the same command again to continue it" in out, out[-4000:]
 

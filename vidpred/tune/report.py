@@ -47,12 +47,13 @@ def trial_rows(grid, exp: Experiment, total_steps: int) -> list[dict[str, Any]]:
     rows = []
     for result in grid:
         m = dict(result.metrics or {})
+        config = result.config or {}  # None for a trial created but not started when the driver was stopped
         row = {"trial_id": m.get("trial_id") or result.path.rstrip("/").rsplit("/", 1)[-1],
                "status": "error" if result.error else "done" if m.get("step", 0) >= total_steps else "stopped",
                "step": m.get("step", 0)}
-        row.update({k: m.get(k, result.config.get(k)) for k in exp.space})
+        row.update({k: m.get(k, config.get(k)) for k in exp.space})
         row.update({k: m[k] for k in (*DERIVED_METRICS, *VAL_METRICS, *LOSS_METRICS) if k in m})
-        row["schedule"] = m.get("schedule") or json.dumps([{"step": 0, **result.config}])
+        row["schedule"] = m.get("schedule") or json.dumps([{"step": 0, **config}])
         row["checkpoint_path"] = m.get("checkpoint_path", "")
         rows.append(row)
     metric, sign = exp.objective.metric, (-1 if exp.objective.mode == "max" else 1)
