@@ -3,6 +3,7 @@ of 0.49 CPU each, the tiny model on 4 synthetic clips). The shipped tune/smoke*.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -29,12 +30,20 @@ def start(args, env) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+@contextlib.contextmanager
+def killed_on_failure(proc: subprocess.Popen):
+    """Any exception inside, pytest-timeout's included, kills the run's process group: a run left behind
+    would keep its Ray cluster and hold CPUs for the rest of the suite."""
     try:
-        return proc.communicate(timeout=timeout)[0]
-    except BaseException:  # this timeout or pytest-timeout's: never leave the run and its Ray cluster behind,
-        os.killpg(proc.pid, signal.SIGKILL)  # where it would hold CPUs for the rest of the suite
+        yield
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
         raise
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    with killed_on_failure(proc):
+        return proc.communicate(timeout=timeout)[0]
 
 
 def run_vidpred(args, env, expect_rc: int = 0, timeout: float = 600) -> str:
@@ -135,7 +144,7 @@ def test_an_interrupted_experiment_continues_from_s3(tmp_path, s3_server):
     env = {**env_for(tmp_path), **s3_server.env()}
 
     proc, seen = start(["tune", str(exp)], env), []
-    try:
+    with killed_on_failure(proc):
         for line in proc.stdout:
             seen.append(line)
             if first := re.match(r"\[vidpred\] trial (\S+) finished", line):
@@ -143,9 +152,6 @@ def test_an_interrupted_experiment_continues_from_s3(tmp_path, s3_server):
                 break
         else:
             pytest.fail("the driver ended before a trial finished:\n" + "".join(seen)[-6000:])
-    except BaseException:  # pytest-timeout's interrupt included: the driver and its Ray go too
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
     out = finish(proc, 300)
     assert proc.returncode == 130 and "Run the same command again to continue it" in out, out[-4000:]
 
