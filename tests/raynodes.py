@@ -12,6 +12,23 @@ import sys
 import time
 from pathlib import Path
 
+from vidpred.net import free_port
+
+
+def node_args(temp_dir: str, cpus: int) -> list[str]:
+    """``ray start`` arguments for a node on 127.0.0.1 with a temp dir of its own. Every port a node would
+    otherwise take at a fixed default is a free one (the agent's HTTP port, 52365, is taken by any other Ray
+    on the machine, a plain ``ray.init()`` of another test's ``vidpred train`` included: the head's job agent
+    then fails to bind and ``ray job submit`` answers "No available agent" until it gives up)."""
+    return ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0", f"--temp-dir={temp_dir}",
+            f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
+
+
+def head_args(temp_dir: str, cpus: int, gcs: int, dash: int) -> list[str]:
+    """``ray start`` arguments for a head: GCS on ``gcs``, the dashboard (job API) on 127.0.0.1:``dash``, the
+    client server on a free port (default 10001), then :func:`node_args`."""
+    return ["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+            f"--ray-client-server-port={free_port()}", *node_args(temp_dir, cpus)]
 
 
 def token_auth(env: dict) -> None:

@@ -24,8 +24,8 @@ import torch
 
 from vidpred.net import free_port
 from conftest import TINY_RUN
-from raynodes import show_logs, start_node, tear_down, token_auth, wait_for_port
-from test_multinode import alive_nodes, node_args
+from raynodes import head_args, node_args, show_logs, start_node, tear_down, token_auth, wait_for_port
+from test_multinode import alive_nodes
 from test_preemption import Lines
 
 pytestmark = pytest.mark.slow
@@ -53,8 +53,7 @@ def test_elastic_run_shrinks_to_one_worker_and_grows_back(cli_env, tmp_path):
     nodes, run = [], None
     started = time.monotonic()
     try:
-        nodes.append(start_node(["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                                 f"--ray-client-server-port={free_port()}", *node_args(dirs[0], HEAD_CPUS)], cli_env))
+        nodes.append(start_node(head_args(dirs[0], HEAD_CPUS, gcs, dash), cli_env))
         wait_for_port(gcs, nodes[0])
         address = f"127.0.0.1:{gcs}"
         for d in dirs[1:3]:

@@ -12,7 +12,7 @@ import pytest
 
 from vidpred.net import free_port
 from conftest import REPO, TINY_RUN
-from raynodes import head_logs, start_node, stop_group, token_auth, wait_for_port
+from raynodes import head_args, head_logs, start_node, stop_group, token_auth, wait_for_port
 
 pytestmark = pytest.mark.slow
 AGENT_DEADLINE_S = 600
@@ -28,9 +28,7 @@ def ray_head(cli_env):
     token_auth(cli_env)
     temp_dir = tempfile.mkdtemp(prefix="/tmp/rayh")  # short: Ray's socket paths must fit 107 bytes
     gcs, dash = free_port(), free_port()
-    head = start_node(["--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-                       f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp_dir}",
-                       "--disable-usage-stats"], cli_env)
+    head = start_node(head_args(temp_dir, 2, gcs, dash), cli_env)
     try:
         wait_for_port(dash, head)
         yield Head(f"http://127.0.0.1:{dash}", temp_dir)

@@ -18,7 +18,7 @@ import pytest
 
 from vidpred.net import free_port
 from conftest import TINY_RUN
-from raynodes import head_logs, start_node, stop_group, token_auth, wait_for_port
+from raynodes import head_args, head_logs, node_args, start_node, stop_group, token_auth, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,6 @@ print(json.dumps(alive))
 """
 
 
-def node_args(temp_dir: str, cpus: int) -> list[str]:
-    # Every port a node would otherwise take at a fixed default (agent 52365, client server 10001) is a free
-    # one, so this cluster cannot collide with another Ray on the machine, nor its two nodes with each other.
-    return ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=0", f"--temp-dir={temp_dir}",
-            f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
-
-
 @pytest.fixture
 def two_nodes(cli_env):
     """A head and a second node on 127.0.0.1, token auth on; yields (GCS address, temp dirs); stops both."""
@@ -55,8 +48,7 @@ def two_nodes(cli_env):
     gcs, dash = free_port(), free_port()
     nodes = []
     try:
-        nodes.append(start_node(["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                                 f"--ray-client-server-port={free_port()}", *node_args(dirs[0], HEAD_CPUS)], cli_env))
+        nodes.append(start_node(head_args(dirs[0], HEAD_CPUS, gcs, dash), cli_env))
         wait_for_port(gcs, nodes[0])
         nodes.append(start_node([f"--address=127.0.0.1:{gcs}", *node_args(dirs[1], NODE_CPUS)], cli_env))
         yield f"127.0.0.1:{gcs}", dirs

@@ -22,8 +22,8 @@ import pytest
 
 from vidpred.net import free_port
 from conftest import TINY_RUN
-from raynodes import show_logs, start_node, tear_down, token_auth, wait_for_port
-from test_multinode import HEAD_CPUS, NODE_CPUS, alive_nodes, node_args
+from raynodes import head_args, node_args, show_logs, start_node, tear_down, token_auth, wait_for_port
+from test_multinode import HEAD_CPUS, NODE_CPUS, alive_nodes
 
 pytestmark = pytest.mark.slow
 STEPS, DRAIN_S = 100, 15  # the node goes ~15 s after the notice: too soon for the first attempt to end the run
@@ -82,8 +82,7 @@ def test_sigterm_to_a_workers_node_checkpoints_that_step_and_the_run_resumes_the
     gcs, dash = free_port(), free_port()
     nodes, run = [], None
     try:
-        nodes.append(start_node(["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                                 f"--ray-client-server-port={free_port()}", *node_args(dirs[0], HEAD_CPUS)], cli_env))
+        nodes.append(start_node(head_args(dirs[0], HEAD_CPUS, gcs, dash), cli_env))
         wait_for_port(gcs, nodes[0])
         address = f"127.0.0.1:{gcs}"
         nodes.append(start_node([f"--address={address}", *node_args(dirs[1], NODE_CPUS)], node_env))
