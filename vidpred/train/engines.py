@@ -3,9 +3,14 @@ single-process stand-in with the same interface (tests, the quality benchmark)."
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.cpp_extension
 
 from vidpred.config import Config
 
@@ -60,8 +65,39 @@ def _engine(module: torch.nn.Module, lr: float, cfg: Config):
     return engine
 
 
+def build_comm_op() -> list[Path]:
+    """Build (or load) DeepSpeed's CPU shared-memory collective op before the engines need it, and clear the
+    lock an interrupted build left; returns the stale locks removed.
+
+    DeepSpeed compiles this op the first time a CPU run starts on a machine (~1 minute, silent). The build
+    is guarded by torch's ``FileBaton``: a ``lock`` file in the op's build directory that every later process
+    waits on, without a timeout, until it is gone. A build killed midway (Ctrl-C during a first run) leaves
+    the file, and from then on every ``vidpred train`` hangs at engine start, with nothing on the console.
+    Here the build runs under an OS lock (``flock``, which the kernel releases when its holder dies), so a
+    torch lock found while holding it was left by a builder that died: it is removed, with a warning, and
+    the op is built again. Only a non-vidpred DeepSpeed program building the same op at that moment would
+    lose its lock. On GPU machines DeepSpeed has no such op and this only takes the lock.
+    """
+    from deepspeed.comm.torch import build_shm_op
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or torch.utils.cpp_extension.get_default_build_root())
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "vidpred-deepspeed-build.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # released on close, or by the kernel if this process dies
+        # an op's build directory: ROOT/NAME under TORCH_EXTENSIONS_DIR, else ROOT/py311_cpu/NAME (torch's rule)
+        stale = sorted([*root.glob("deepspeed_*/lock"), *root.glob("*/deepspeed_*/lock")])
+        for lock in stale:
+            logging.getLogger("vidpred.train").warning(
+                "[vidpred] removed a DeepSpeed build lock an interrupted build left (%s); building the op again",
+                lock)
+            lock.unlink(missing_ok=True)
+        build_shm_op()
+    return stale
+
+
 def build_engines(generator: torch.nn.Module, discriminator: torch.nn.Module, cfg: Config):
     """(G engine, D engine). torch.distributed must already be up (Ray Train does it)."""
+    build_comm_op()
     return _engine(generator, cfg.train.lr_g, cfg), _engine(discriminator, cfg.train.lr_d, cfg)
 
 
