@@ -1,6 +1,8 @@
 """The private Ray internals vidpred relies on (vidpred/raycompat.py) are still where that module reads
 them: each check fails with the installed Ray's version and what moved, so an upgrade says what to fix."""
 
+import inspect
+
 import ray
 import ray.data
 
@@ -34,3 +36,13 @@ def test_worker_output_dispatcher_takes_named_handlers():
     finally:
         dispatcher.remove_handler("vidpred_compat_check")
     assert seen == [{"lines": ["x"], "pid": 1}], f"{WHERE}: the dispatcher's handlers no longer get each batch"
+
+
+def test_single_machine_mode_is_read_where_init_switches_it():
+    from ray._private import ray_constants, services
+
+    assert isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool), \
+        f"{WHERE}: ray_constants has no bool ENABLE_RAY_CLUSTER: raycompat.init cannot keep a local Ray on loopback"
+    source = inspect.getsource(services.get_node_ip_address)
+    assert "ENABLE_RAY_CLUSTER" in source and "get_localhost_ip" in source, \
+        f"{WHERE}: a node's address no longer comes from ENABLE_RAY_CLUSTER: a local Ray may listen off loopback"

@@ -5,6 +5,8 @@ equivalent in the Ray vidpred pins (:data:`TESTED_WITH`); where one appears, it 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 TESTED_WITH = "2.60.0"
@@ -25,3 +27,35 @@ def worker_output_dispatcher() -> Any:
     from ray._private.ray_logging import global_worker_stdstream_dispatcher
 
     return global_worker_stdstream_dispatcher
+
+
+def starts_local_ray(address: str | None) -> bool:
+    """Whether ``ray.init(address)`` starts a Ray of its own on this machine: ``"local"``, or no address and no
+    running local cluster to join (Ray records one in ``<temp dir>/ray/ray_current_cluster``)."""
+    if address == "local":
+        return True
+    return not address and not Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
+
+
+def init(address: str | None = None, **kwargs: Any) -> None:
+    """``ray.init(address, **kwargs)``; a Ray it starts on this machine (:func:`starts_local_ray`) puts its
+    node and every port of it on 127.0.0.1 instead of every interface, so nothing off the machine reaches it.
+
+    That is Ray's single-machine mode, the one it runs on macOS and Windows: the node's address comes from
+    ``ray_constants.ENABLE_RAY_CLUSTER``, read once from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` at import.
+    The variable would be inherited by every process started later (a ``ray start --address`` among them
+    refuses to run), so the constant is switched off for the start alone. Joining a cluster is left as it is.
+    """
+    import ray
+
+    if not starts_local_ray(address):
+        ray.init(address=address, **kwargs)
+        return
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address=address, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vidpred import raycompat
 from vidpred.config import DataConfig, folder_problem, is_remote_uri
 from vidpred.console import RayOutput
 from vidpred.data.pipeline import frames_of
@@ -57,7 +58,7 @@ def _ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING")
+        raycompat.init(os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING")  # a new one on 127.0.0.1
 
 
 def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None], verbose: bool = False) -> list[dict]:

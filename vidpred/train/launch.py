@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidpred import raycompat
 from vidpred.config import Config, ConfigError, UserError, is_remote_uri
 from vidpred.console import RayOutput
 from vidpred.data.pipeline import build_dataset
@@ -71,13 +72,14 @@ DECODE_TASK_CPUS = 1.0  # Ray Data's default for a map task
 
 
 def init_ray() -> None:
-    """Join ``RAY_ADDRESS`` (or a running local cluster, as ``ray.init()`` does), else start a local one."""
+    """Join ``RAY_ADDRESS`` (or a running local cluster, as ``ray.init()`` does), else start a local one, on
+    127.0.0.1 only (:func:`vidpred.raycompat.init`)."""
     import ray
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # vidpred prints its own progress
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
+        raycompat.init(os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
 
 
 def runs_that_fit(cfg: Config, total_cpus: float) -> int:
@@ -114,17 +116,6 @@ def one_node_cpus() -> float | None:
     return ray.cluster_resources().get("CPU", 0.0) or None
 
 
-def starts_local_ray() -> bool:
-    """Whether :func:`init_ray` will start a Ray of its own on this machine (``RAY_ADDRESS=local``, or unset
-    with no local cluster to join: Ray records a running one in ``/tmp/ray/ray_current_cluster``)."""
-    import tempfile
-
-    address = os.environ.get("RAY_ADDRESS")
-    if address == "local":
-        return True
-    return not address and not Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
-
-
 def check_before_ray(cfg: Config) -> None:
     """What the workers alone would find wrong, refused before Ray starts: a ``train.init_from`` with no
     checkpoint there, and CPU workers that leave the new local Ray's decode tasks no CPU."""
@@ -133,7 +124,7 @@ def check_before_ray(cfg: Config) -> None:
             require_checkpoint(cfg.train.init_from, cfg.data)
         except UserError as exc:
             raise ConfigError(f"train.init_from: {exc}") from None
-    if not cfg.train.use_gpu and starts_local_ray():
+    if not cfg.train.use_gpu and raycompat.starts_local_ray(os.environ.get("RAY_ADDRESS")):
         if problem := room_problem(cfg, float(os.cpu_count() or 1), "this machine"):
             raise ConfigError(problem)
 

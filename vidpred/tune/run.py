@@ -17,6 +17,7 @@ import yaml
 from ray import tune
 from ray.tune import Callback
 
+from vidpred import raycompat
 from vidpred.config import Config, ConfigError
 from vidpred.data.report import training_summary
 from vidpred.net import free_port
@@ -54,7 +55,7 @@ def start_ray() -> None:
             and not os.environ.get("RAY_API_SERVER_ADDRESS"):
         port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        ray.init(address="local", dashboard_host="127.0.0.1", dashboard_port=port, logging_level="WARNING")
+        raycompat.init("local", dashboard_host="127.0.0.1", dashboard_port=port, logging_level="WARNING")
     init_ray()
 
 
