@@ -26,10 +26,20 @@ HEAD_CPUS, NODE_CPUS = 2, 1
 
 # Waits in a fresh process (Ray caches the auth token per process) until the cluster has `want` alive
 # nodes, then prints {node id: CPUs} of the alive ones.
+# The GCS port opens before the head's raylet registers: a driver that connects in between fails ("No node
+# info found matching attributes"; seen on a loaded 2-core machine), so the connection is retried too.
 ALIVE_NODES = """
 import json, sys, time, ray
-ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 want, deadline = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while True:
+    try:
+        ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+        break
+    except ConnectionError:
+        ray.shutdown()
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(2)
 while True:
     alive = {n["NodeID"]: n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]}
     if len(alive) >= want or time.monotonic() > deadline:
