@@ -5,6 +5,7 @@ equivalent in the Ray vidpred pins (:data:`TESTED_WITH`); where one appears, it 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,19 @@ def worker_output_dispatcher() -> Any:
     return global_worker_stdstream_dispatcher
 
 
-def starts_local_ray(address: str | None) -> bool:
-    """Whether ``ray.init(address)`` starts a Ray of its own on this machine: ``"local"``, or no address and no
-    running local cluster to join (Ray records one in ``<temp dir>/ray/ray_current_cluster``)."""
+def starts_local_ray(address: str | None = None) -> bool:
+    """Whether ``ray.init(address)`` starts a Ray of its own on this machine: ``"local"``, or no address (none
+    given and no ``RAY_ADDRESS``, which ``ray.init`` reads then) and no running local cluster to join (Ray
+    records one in ``<temp dir>/ray/ray_current_cluster``)."""
+    address = address or os.environ.get("RAY_ADDRESS")
     if address == "local":
         return True
     return not address and not Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
 
 
 def init(address: str | None = None, **kwargs: Any) -> None:
-    """``ray.init(address, **kwargs)``; a Ray it starts on this machine (:func:`starts_local_ray`) puts its
+    """``ray.init(address, **kwargs)`` unless this process is connected already (``address`` None: ``RAY_ADDRESS``,
+    else a running local cluster, else a new one, as ``ray.init`` does); a Ray it starts on this machine (:func:`starts_local_ray`) puts its
     node and every port of it on 127.0.0.1 instead of every interface, so nothing off the machine reaches it.
 
     That is Ray's single-machine mode, the one it runs on macOS and Windows: the node's address comes from
@@ -48,6 +52,8 @@ def init(address: str | None = None, **kwargs: Any) -> None:
     """
     import ray
 
+    if ray.is_initialized():
+        return
     if not starts_local_ray(address):
         ray.init(address=address, **kwargs)
         return

@@ -11,7 +11,6 @@ skipped; ``prepared.json`` is written last, so a tree without it is a job still 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,13 +53,6 @@ def finished(uri: str, cfg: DataConfig) -> tuple[int, int] | None:
         return None
 
 
-def _ensure_ray() -> None:
-    import ray
-
-    if not ray.is_initialized():
-        raycompat.init(os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING")  # a new one on 127.0.0.1
-
-
 def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None], verbose: bool = False) -> list[dict]:
     """The Ray Data job; Ray's own output goes to ``<cache_dir>/logs/prepare-<time>/ray.log`` (``verbose``:
     shown live too)."""
@@ -68,7 +60,7 @@ def _run_job(cfg: DataConfig, rows: list[dict], echo: Callable[[str], None], ver
 
     logs = Path(cfg.cache_dir) / "logs" / time.strftime("prepare-%Y%m%d-%H%M%S") / "ray.log"
     with RayOutput(logs, verbose) as output:
-        _ensure_ray()
+        raycompat.init(logging_level="WARNING")  # joins RAY_ADDRESS, or starts one on 127.0.0.1
         output.attach()
         echo(f"[vidpred] Ray's own output: {logs}" + ("" if verbose else " (--verbose shows it here)"))
         ray.data.DataContext.get_current().enable_progress_bars = False

@@ -74,12 +74,10 @@ DECODE_TASK_CPUS = 1.0  # Ray Data's default for a map task
 def init_ray() -> None:
     """Join ``RAY_ADDRESS`` (or a running local cluster, as ``ray.init()`` does), else start a local one, on
     127.0.0.1 only (:func:`vidpred.raycompat.init`)."""
-    import ray
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # vidpred prints its own progress
-    if not ray.is_initialized():
-        raycompat.init(os.environ.get("RAY_ADDRESS") or None, logging_level="WARNING", log_to_driver=True)
+    raycompat.init(logging_level="WARNING", log_to_driver=True)
 
 
 def runs_that_fit(cfg: Config, total_cpus: float) -> int:
@@ -124,7 +122,7 @@ def check_before_ray(cfg: Config) -> None:
             require_checkpoint(cfg.train.init_from, cfg.data)
         except UserError as exc:
             raise ConfigError(f"train.init_from: {exc}") from None
-    if not cfg.train.use_gpu and raycompat.starts_local_ray(os.environ.get("RAY_ADDRESS")):
+    if not cfg.train.use_gpu and raycompat.starts_local_ray():
         if problem := room_problem(cfg, float(os.cpu_count() or 1), "this machine"):
             raise ConfigError(problem)
 
