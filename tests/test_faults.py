@@ -107,7 +107,7 @@ def test_one_ranks_nan_makes_every_rank_skip(stage, tmp_path):
     assert any(not torch.equal(after[2][k], after[3][k]) for k in after[2])
 
 
-def run_tiny(args, env, tmp_path, timeout=600):
+def run_tiny(args, env, tmp_path, timeout=1200):
     from test_train_e2e import run_vidpred
 
     return run_vidpred(["train", *TINY_RUN, "--set", "train.val_every=1000", *args], env, timeout)

@@ -15,11 +15,29 @@ from conftest import TINY_RUN
 pytestmark = pytest.mark.slow
 
 
-def run_vidpred(args, env, timeout=600):
-    proc = subprocess.run([sys.executable, "-m", "vidpred", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def run_vidpred(args, env, timeout=1200):
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vidpred", *args], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as hung:
+        report = hung_report(hung)
+    else:
+        report = None
+    if report is not None:
+        pytest.fail(f"no exit after {timeout} s\n{report}", pytrace=False)
     assert proc.returncode == 0, f"exit {proc.returncode}\nSTDOUT\n{proc.stdout[-6000:]}\nSTDERR\n{proc.stderr[-6000:]}"
     return proc.stdout + proc.stderr
+
+
+def hung_report(hung: subprocess.TimeoutExpired) -> str:
+    """What a run that did not end had printed, and the end of Ray's log file it names: the console alone
+    rarely says which worker waited on what."""
+    out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x or "" for x in (hung.stdout, hung.stderr))
+    report = f"CONSOLE\n{out[-4000:]}"
+    found = re.search(r"own output: (\S+)", out)
+    if found and Path(found.group(1)).exists():
+        report += f"\nRAY LOG {found.group(1)}\n{Path(found.group(1)).read_text(errors='replace')[-8000:]}"
+    return report
 
 
 CONSOLE_LINES = 40  # the quickstart's console fits on one screen (26 lines measured for TINY_RUN)
